@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class SaasConfig(AppConfig):
+    """The project itself: health check, the one-process `runall` command."""
+
+    name = "saas"
+    verbose_name = "Site"

@@ -1,0 +1,153 @@
+"""Parse the process environment into typed settings values.
+
+Kept apart from settings.py so the rules can be unit-tested without reloading Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import dj_database_url
+
+# Shipped so the embedded demo runs with nothing configured; refused when DEBUG is off.
+INSECURE_SECRET_KEY = "django-insecure-local-development-only-change-me"  # noqa: S105
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class ConfigurationError(Exception):
+    """The environment asks for something unsafe or unparseable; the message says which variable."""
+
+
+def parse_bool(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise ConfigurationError(
+        f"{name}={value!r} is not a boolean: use one of 1/0, true/false, yes/no."
+    )
+
+
+@dataclass(frozen=True)
+class Environment:
+    debug: bool
+    secret_key: str
+    allowed_hosts: list[str]
+    time_zone: str
+    database: dict[str, Any]
+    data_dir: Path
+    broker_url: str | None  # None: the embedded in-process broker
+
+    @property
+    def embedded(self) -> bool:
+        """True when running the one-process demo topology (SQLite + in-process broker)."""
+        return self.broker_url is None
+
+
+def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
+    """Read and validate every setting that comes from the environment, once."""
+    debug = parse_bool("DEBUG", environ.get("DEBUG", "true"))
+
+    secret_key = environ.get("SECRET_KEY", INSECURE_SECRET_KEY)
+    if not debug and (secret_key == INSECURE_SECRET_KEY or len(secret_key) < 32):
+        raise ConfigurationError(
+            "SECRET_KEY must be set to a random value of at least 32 characters when DEBUG is off "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')."
+        )
+
+    default_hosts = "localhost,127.0.0.1,[::1]" if debug else ""
+    allowed_hosts = [
+        h.strip() for h in environ.get("ALLOWED_HOSTS", default_hosts).split(",") if h.strip()
+    ]
+    if not debug and not allowed_hosts:
+        raise ConfigurationError(
+            "ALLOWED_HOSTS must list the site's host names (comma-separated) when DEBUG is off."
+        )
+
+    time_zone = environ.get("TIME_ZONE", "UTC")
+    try:
+        ZoneInfo(time_zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigurationError(
+            f"TIME_ZONE={time_zone!r} is not an IANA time zone name (e.g. Europe/Berlin, UTC)."
+        ) from None
+
+    data_dir = Path(environ.get("DATA_DIR") or base_dir / "var")
+    database_url = environ.get("DATABASE_URL", "").strip()
+    if database_url:
+        try:
+            database = dict(dj_database_url.parse(database_url, conn_max_age=600))
+        except ValueError as exc:
+            raise ConfigurationError(f"DATABASE_URL cannot be parsed: {exc}") from None
+        # Persistent connections are checked before use, so a restarted server costs one
+        # failed request at most instead of every request paying for a new connection.
+        database["CONN_HEALTH_CHECKS"] = True
+    else:
+        database = embedded_database(data_dir)
+
+    broker_url = (environ.get("BROKER_URL") or environ.get("REDIS_URL") or "").strip() or None
+    if broker_url and not broker_url.startswith(("redis://", "rediss://", "unix://", "amqp://")):
+        raise ConfigurationError(
+            "REDIS_URL/BROKER_URL must start with redis://, rediss://, unix:// or amqp://; "
+            f"got {broker_url.split('://')[0]!r}."
+        )
+
+    return Environment(
+        debug=debug,
+        secret_key=secret_key,
+        allowed_hosts=allowed_hosts,
+        time_zone=time_zone,
+        database=database,
+        data_dir=data_dir,
+        broker_url=broker_url,
+    )
+
+
+def embedded_database(data_dir: Path) -> dict[str, Any]:
+    """SQLite tuned for a web server and worker threads sharing one file."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": data_dir / "db.sqlite3",
+        "OPTIONS": {
+            # WAL lets readers proceed while a worker writes; IMMEDIATE takes the write
+            # lock at BEGIN so two writers wait (busy timeout) instead of failing later.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+    }
+
+
+def broker_settings(broker_url: str | None, middleware: list[str]) -> dict[str, Any]:
+    """django-dramatiq's DRAMATIQ_BROKER for the configured URL."""
+    if broker_url is None:
+        return {
+            "BROKER": "dramatiq.brokers.stub.StubBroker",
+            "OPTIONS": {},
+            "MIDDLEWARE": middleware,
+        }
+    if broker_url.startswith("amqp://"):
+        return {
+            "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+            "OPTIONS": {"url": broker_url},
+            "MIDDLEWARE": middleware,
+        }
+    import redis
+
+    # Bounded timeouts: a health check or a web request must not hang on a dead Redis.
+    client = redis.Redis.from_url(
+        broker_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=30
+    )
+    return {
+        "BROKER": "dramatiq.brokers.redis.RedisBroker",
+        "OPTIONS": {"client": client},
+        "MIDDLEWARE": middleware,
+    }

@@ -1,0 +1,42 @@
+"""Site-level views."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from jobs.broker import broker_ping
+
+logger = logging.getLogger(__name__)
+
+
+def _check(name: str, probe) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        logger.warning("health check %s failed: %s", name, exc)
+        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+    return {"status": "ok"}
+
+
+def _database_probe() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    """200 when the database and the broker answer, 503 (with which one failed) otherwise."""
+    checks = {
+        "database": _check("database", _database_probe),
+        "broker": _check("broker", broker_ping),
+    }
+    healthy = all(c["status"] == "ok" for c in checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "error", "checks": checks}, status=200 if healthy else 503
+    )

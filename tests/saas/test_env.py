@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from saas.env import INSECURE_SECRET_KEY, ConfigurationError, broker_settings, read_environment
+from tests.processes import manage_command
+
+STRONG_KEY = "k" * 50
+
+
+def test_no_environment_gives_the_embedded_default(tmp_path: Path) -> None:
+    env = read_environment({}, tmp_path)
+    assert env.debug is True
+    assert env.embedded is True
+    assert env.database["ENGINE"] == "django.db.backends.sqlite3"
+    assert env.database["NAME"] == tmp_path / "var" / "db.sqlite3"
+    assert env.database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in env.database["OPTIONS"]["init_command"]
+    assert broker_settings(env.broker_url, [])["BROKER"] == "dramatiq.brokers.stub.StubBroker"
+
+
+def test_urls_select_postgres_and_redis(tmp_path: Path) -> None:
+    env = read_environment(
+        {
+            "DATABASE_URL": "postgres://app:pw@db.internal:5433/saas",
+            "REDIS_URL": "redis://cache:6379/2",
+            "DEBUG": "false",
+            "SECRET_KEY": STRONG_KEY,
+            "ALLOWED_HOSTS": "example.com, www.example.com",
+            "TIME_ZONE": "Europe/Berlin",
+        },
+        tmp_path,
+    )
+    assert env.embedded is False
+    assert env.database["ENGINE"] == "django.db.backends.postgresql"
+    assert (env.database["HOST"], env.database["PORT"], env.database["NAME"]) == (
+        "db.internal",
+        5433,
+        "saas",
+    )
+    assert env.database["CONN_MAX_AGE"] > 0 and env.database["CONN_HEALTH_CHECKS"] is True
+    assert env.allowed_hosts == ["example.com", "www.example.com"]
+    assert env.time_zone == "Europe/Berlin"
+    broker = broker_settings(env.broker_url, ["m"])
+    assert broker["BROKER"] == "dramatiq.brokers.redis.RedisBroker"
+    assert broker["OPTIONS"]["client"].connection_pool.connection_kwargs["db"] == 2
+    assert broker["MIDDLEWARE"] == ["m"]
+
+
+def test_broker_url_overrides_redis_url_for_rabbitmq(tmp_path: Path) -> None:
+    env = read_environment(
+        {"REDIS_URL": "redis://x/0", "BROKER_URL": "amqp://guest:guest@127.0.0.1:5672"}, tmp_path
+    )
+    assert (
+        broker_settings(env.broker_url, [])["BROKER"] == "dramatiq.brokers.rabbitmq.RabbitmqBroker"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"DEBUG": "0"}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": INSECURE_SECRET_KEY}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": "short"}, "SECRET_KEY"),
+        ({"DEBUG": "0", "SECRET_KEY": STRONG_KEY}, "ALLOWED_HOSTS"),
+        ({"DEBUG": "maybe"}, "DEBUG"),
+        ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
+        ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
+        ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
+    ],
+)
+def test_unsafe_or_broken_values_are_refused_naming_the_variable(
+    tmp_path: Path, environ: dict[str, str], names: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=names):
+        read_environment(environ, tmp_path)
+
+
+def test_production_with_default_secret_fails_fast_at_startup(tmp_path: Path) -> None:
+    result = subprocess.run(
+        manage_command("check"),
+        env={"PATH": "/usr/bin:/bin", "DEBUG": "off", "DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Configuration error: SECRET_KEY must be set" in result.stderr
+    assert "Traceback" not in result.stderr
