@@ -1,4 +1,61 @@
 """Admin-managed periodic and background jobs for Django on Dramatiq.
 
-The public API lives here; other apps import nothing else from `jobs`.
+Public API (other apps import nothing else from `jobs`)::
+
+    import jobs
+
+    @jobs.job(name="billing.reconcile_tenant", schema=ReconcileTenant, max_retries=5)
+    def reconcile_tenant(tenant_id: int, date: str) -> dict: ...
+
+    run = jobs.enqueue("billing.reconcile_tenant", {"tenant_id": 1, "date": "2026-11-01"},
+                       key="reconcile:1:2026-11-01")
+    jobs.current_run().progress(40, "Rendering")   # inside a job
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from jobs.errors import Cancelled, JobsError, LeaseLost, PayloadError, UnknownJob
+from jobs.registry import JobSpec, get_job, job, registered_jobs
+from jobs.runtime import current_run
+
+if TYPE_CHECKING:
+    from jobs.models import JobRun, Schedule
+    from jobs.services import enqueue, run_cancel, run_retry
+
+__all__ = [
+    "Cancelled",
+    "JobRun",
+    "JobSpec",
+    "JobsError",
+    "LeaseLost",
+    "PayloadError",
+    "Schedule",
+    "UnknownJob",
+    "current_run",
+    "enqueue",
+    "get_job",
+    "job",
+    "registered_jobs",
+    "run_cancel",
+    "run_retry",
+]
+
+# Models and services need the app registry; load them on first use so that importing `jobs`
+# (e.g. from a job module during app loading) never fails.
+_LAZY = {
+    "JobRun": "jobs.models",
+    "Schedule": "jobs.models",
+    "enqueue": "jobs.services",
+    "run_cancel": "jobs.services",
+    "run_retry": "jobs.services",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'jobs' has no attribute {name!r}")

@@ -9,3 +9,12 @@ class JobsConfig(AppConfig):
     name = "jobs"
     verbose_name = "Jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
+        from jobs import builtin_jobs, checks  # noqa: F401 - registers the built-in jobs and checks
+
+        # Every process (web, worker, scheduler) knows every job: the admin validates
+        # schedules against the registry and the scheduler refuses unknown jobs.
+        autodiscover_modules("jobs", "tasks")

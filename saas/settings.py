@@ -92,12 +92,14 @@ if not DEBUG:
 
 # Dramatiq. The list is explicit on purpose: django-dramatiq's AdminMiddleware is left out
 # because jobs.JobRun records every run (it would write three more rows per message).
+# RunRecorder sits after AgeLimit and before Retries (checked by `manage.py check`).
 DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.AgeLimit",
     "dramatiq.middleware.TimeLimit",
     "dramatiq.middleware.ShutdownNotifications",
     "dramatiq.middleware.Callbacks",
     "dramatiq.middleware.Pipelines",
+    "jobs.middleware.RunRecorder",
     "dramatiq.middleware.Retries",
     "dramatiq.middleware.CurrentMessage",
     "django_dramatiq.middleware.DbConnectionsMiddleware",

@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,3 +84,53 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     env["DATA_DIR"] = str(data_dir)
     env["DEBUG"] = "1"
     return env
+
+
+def project_env(**extra: str) -> dict[str, str]:
+    """The environment for a worker/scheduler process that uses the test database and Redis."""
+    from django.db import connection
+
+    settings = connection.settings_dict
+    env = dict(os.environ)
+    env["DATABASE_URL"] = (
+        f"postgres://{settings['USER']}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+    )
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def wait_until(
+    predicate: Callable[[], object], timeout: float, interval: float = 0.1, what: str = ""
+) -> object:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def worker_command(processes: int = 1, threads: int = 4) -> list[str]:
+    return manage_command("rundramatiq", "--processes", str(processes), "--threads", str(threads))
+
+
+def wait_for_log(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Wait until a process's log shows `text` (e.g. that a worker is ready)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"process exited with {proc.returncode}:\n{path.read_text()[-3000:]}"
+            )
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} not in {path} after {timeout} s:\n{path.read_text()[-3000:]}")
+
+
+WORKER_READY = "is ready for action"

@@ -64,7 +64,12 @@ class Command(BaseCommand):
             worker.stop(timeout=5000)
 
     def _start_background_loops(self, stop: threading.Event) -> list[threading.Thread]:
-        return []
+        from jobs.loop import SchedulerLoop
+
+        scheduler = SchedulerLoop(name_suffix="runall", stop_event=stop)
+        thread = threading.Thread(target=scheduler.run_forever, name="scheduler", daemon=True)
+        thread.start()
+        return [thread]
 
     def _ensure_demo_admin(self) -> None:
         if not settings.DEBUG:

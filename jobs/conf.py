@@ -1,0 +1,48 @@
+"""Settings of the jobs app, all prefixed JOBS_ and read lazily so override_settings works."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class JobsSettings:
+    LEASE_SECONDS: int = 15
+    """How long a claimed run stays owned without a heartbeat; a dead worker's run is taken over after it."""
+    SWEEP_INTERVAL_SECONDS: int = 5
+    """How often a scheduler re-sends pending runs, expired leases and lost retries."""
+    PENDING_RESEND_AFTER_SECONDS: int = 10
+    """A run still `pending` this long after it was created is sent again (outbox)."""
+    RETRY_RESEND_AFTER_SECONDS: int = 60
+    """A `retrying` run whose retry message has not arrived this long after it was due is re-sent."""
+    TICK_BATCH_SIZE: int = 500
+    """Schedules claimed per tick transaction."""
+    MISFIRE_CAP: int = 100
+    """At most this many missed slots are recorded (or caught up) per schedule and tick."""
+    DEFAULT_MAX_RETRIES: int = 3
+    DEFAULT_TIME_LIMIT_SECONDS: int = 600
+    MAX_PAYLOAD_BYTES: int = 64 * 1024
+    ERROR_MAX_CHARS: int = 4_000
+    TRACEBACK_MAX_CHARS: int = 20_000
+    RETENTION_SUCCEEDED_DAYS: int = 14
+    RETENTION_FAILED_DAYS: int = 90
+    RETENTION_BATCH_SIZE: int = 1_000
+    ALERT_WEBHOOK_URL: str = ""
+    """Slack-compatible incoming webhook for dead runs and late schedules; empty to disable."""
+    ALERT_EMAIL_ADMINS: bool = True
+    WORKER_SEEN_SECONDS: int = 60
+
+
+_FIELDS = [f.name for f in fields(JobsSettings)]
+
+
+def jobs_settings() -> JobsSettings:
+    """The current JOBS_* settings over their defaults."""
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        if hasattr(settings, f"JOBS_{name}"):
+            values[name] = getattr(settings, f"JOBS_{name}")
+    return JobsSettings(**values)

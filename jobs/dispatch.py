@@ -1,0 +1,229 @@
+"""Hand recorded runs to the broker: build their messages and send them, pipelined on Redis.
+
+A run's UUID is its Dramatiq message id, so every re-send of the same run is recognisable
+and a duplicate delivery is dropped by the worker's claim.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import dramatiq
+from django.db.models import Q
+from django.utils import timezone
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import current_millis, dq_name
+from dramatiq.middleware import Middleware
+
+from jobs.bulk import mark_queued
+from jobs.models import JobRun
+
+logger = logging.getLogger(__name__)
+
+SEND_FIELDS = (
+    "id",
+    "job",
+    "payload",
+    "queue",
+    "max_retries",
+    "time_limit_seconds",
+    "attempts",
+    "run_after",
+)
+
+
+def build_message(run: Any, now: datetime) -> tuple[dramatiq.Message[Any], int | None]:
+    options: dict[str, Any] = {
+        "max_retries": run.max_retries,
+        # Retries counts retries already made; a re-sent run carries its attempts so far.
+        "retries": run.attempts,
+    }
+    if run.time_limit_seconds:
+        options["time_limit"] = run.time_limit_seconds * 1000
+    delay = None
+    if run.run_after and run.run_after > now:
+        delay = int((run.run_after - now).total_seconds() * 1000)
+    message: dramatiq.Message[Any] = dramatiq.Message(
+        queue_name=run.queue,
+        actor_name=run.job,
+        args=(),
+        kwargs=run.payload,
+        options=options,
+        message_id=str(run.id),
+        message_timestamp=current_millis(),
+    )
+    return message, delay
+
+
+def send_messages(
+    broker: dramatiq.Broker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
+) -> None:
+    """Enqueue messages; on Redis all of them in one pipelined round trip."""
+    for message, _ in items:
+        broker.declare_queue(message.queue_name)
+    if not isinstance(broker, RedisBroker) or len(items) < 2:
+        for message, delay in items:
+            broker.enqueue(message, delay=delay)
+        return
+    _send_pipelined(broker, items)
+
+
+def _send_pipelined(
+    broker: RedisBroker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
+) -> None:
+    # The same steps as RedisBroker.enqueue, but every dispatch goes into one pipeline, and
+    # enqueue hooks are called only on the middleware that defines them.
+    dispatch = broker.scripts["dispatch"]
+    pipe = broker.client.pipeline(transaction=False)
+    before, after = _hooks(broker, "before_enqueue"), _hooks(broker, "after_enqueue")
+    unpack_size = broker._max_unpack_size()  # type: ignore[no-untyped-call]
+    prepared = []
+    for message, delay in items:
+        queue_name = message.queue_name
+        options: dict[str, Any] = {"redis_message_id": str(uuid4())}
+        if delay is not None:
+            queue_name = dq_name(queue_name)
+            options["eta"] = current_millis() + delay
+        message = message.copy(queue_name=queue_name, options=options)
+        for hook in before:
+            hook(broker, message, delay)
+        args = [
+            "enqueue",
+            current_millis(),
+            queue_name,
+            broker.broker_id,
+            broker.heartbeat_timeout,
+            broker.dead_message_ttl,
+            0,  # no maintenance inside a bulk send
+            unpack_size,
+            options["redis_message_id"],
+            message.encode(),
+        ]
+        dispatch(keys=[broker.namespace], args=args, client=pipe)
+        prepared.append((message, delay))
+    pipe.execute()
+    for message, delay in prepared:
+        for hook in after:
+            hook(broker, message, delay)
+
+
+def _hooks(broker: dramatiq.Broker, name: str) -> list[Any]:
+    """Bound hook methods of the middleware that override `name` (the base ones do nothing)."""
+    base = getattr(Middleware, name)
+    return [getattr(m, name) for m in broker.middleware if getattr(type(m), name, base) is not base]
+
+
+def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int:
+    """Send these runs (those still pending, unless told otherwise) and mark them queued.
+
+    Called after the transaction that recorded them has committed. A broker failure is
+    logged, not raised: the runs stay `pending` and the scheduler's sweep sends them later.
+    """
+    ids = list(run_ids)
+    if not ids:
+        return 0
+    query = JobRun.objects.filter(id__in=ids)
+    if only_pending:
+        query = query.filter(state=JobRun.State.PENDING)
+    runs = list(query.only(*SEND_FIELDS))
+    return send_and_mark(runs)
+
+
+def send_and_mark(runs: Sequence[Any]) -> int:
+    """Send these runs' messages (JobRun or scheduler.NewRun) and mark the pending ones queued;
+    0 if the broker failed."""
+    if not runs:
+        return 0
+    now = timezone.now()
+    items = [build_message(run, now) for run in runs]
+    try:
+        send_messages(dramatiq.get_broker(), items)
+    except Exception as exc:
+        logger.warning(
+            "broker unavailable (%s: %s); %d run(s) stay pending and will be re-sent",
+            type(exc).__name__,
+            exc,
+            len(runs),
+        )
+        return 0
+    mark_queued([r.id for r in runs], timezone.now())
+    return len(runs)
+
+
+def sweep(now: datetime | None = None, *, limit: int = 1000) -> dict[str, int]:
+    """Repair what a crash or a broker outage left behind; safe to run from every scheduler.
+
+    - `pending` runs older than a few seconds: their send never happened (the outbox).
+    - `running` runs whose lease expired: their worker died; put back to `queued` and re-send,
+      so the next worker takes over (attempts + 1).
+    - `retrying` runs long past their retry time: Dramatiq's re-enqueue was lost.
+    A re-send that duplicates a message still in the broker is harmless: the claim drops it.
+    """
+    from jobs.conf import jobs_settings
+
+    conf = jobs_settings()
+    now = now or timezone.now()
+    started = time.monotonic()
+    counts = {"pending": 0, "expired": 0, "retrying": 0}
+
+    pending = list(
+        JobRun.objects.stale_pending(now, timedelta(seconds=conf.PENDING_RESEND_AFTER_SECONDS))
+        .order_by("created_at")
+        .only(*SEND_FIELDS)[:limit]
+    )
+    counts["pending"] = send_and_mark(pending)
+
+    expired = list(
+        JobRun.objects.expired_leases(now).only(*SEND_FIELDS, "worker", "history", "started_at")[
+            :limit
+        ]
+    )
+    requeued = [run for run in expired if _requeue_expired(run, now)]
+    if requeued:
+        logger.warning(
+            "re-sending %d run(s) whose worker stopped renewing its lease", len(requeued)
+        )
+        counts["expired"] = send_and_mark(requeued)
+
+    lost = list(
+        JobRun.objects.lost_retries(now, timedelta(seconds=conf.RETRY_RESEND_AFTER_SECONDS)).only(
+            *SEND_FIELDS
+        )[:limit]
+    )
+    if lost:
+        try:
+            send_messages(dramatiq.get_broker(), [build_message(r, now) for r in lost])
+        except Exception as exc:
+            logger.warning("broker unavailable for lost retries: %s", exc)
+        else:
+            JobRun.objects.filter(
+                Q(id__in=[r.id for r in lost]), state=JobRun.State.RETRYING
+            ).update(run_after=now)
+            counts["retrying"] = len(lost)
+            logger.warning("re-sent %d retry(ies) whose re-enqueue was lost", len(lost))
+    logger.debug("sweep took %.3f s: %s", time.monotonic() - started, counts)
+    return counts
+
+
+def _requeue_expired(run: JobRun, now: datetime) -> bool:
+    """running (lease expired) -> pending, noting the lost attempt; False if a renewal won."""
+    entry = {
+        "attempt": run.attempts,
+        "worker": run.worker,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": now.isoformat(),
+        "error": "worker lost: its lease expired (process killed or stuck)",
+    }
+    run.state = JobRun.State.PENDING
+    return (
+        JobRun.objects.expired_leases(now)
+        .filter(id=run.id, attempts=run.attempts)
+        .update(state=JobRun.State.PENDING, lease_expires_at=None, history=[*run.history, entry])
+        == 1
+    )

@@ -1,0 +1,172 @@
+"""What a worker thread knows about the run it executes: the claim, progress, cancellation.
+
+Every write is fenced on the attempt number this worker claimed, so a worker whose lease
+expired and whose run was taken over can neither record an outcome nor report progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.db import update_returning
+from jobs.errors import Cancelled, LeaseLost
+
+logger = logging.getLogger(__name__)
+
+_local = threading.local()
+
+
+def worker_id() -> str:
+    """host:pid of this process (computed on use: Dramatiq forks its worker processes)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Claim:
+    """This thread owns attempt `attempt` of run `run_id` until its lease is lost."""
+
+    run_id: uuid.UUID
+    attempt: int
+    job: str
+    cancel_requested: bool = False
+    recorded: bool = False
+    retry_eta_ms: int | None = None
+
+    def _mine(self) -> Any:
+        from jobs.models import JobRun
+
+        return JobRun.objects.filter(
+            id=self.run_id, attempts=self.attempt, state=JobRun.State.RUNNING
+        )
+
+    def progress(self, percent: int, message: str = "") -> None:
+        """Record progress (0-100) and raise `Cancelled` if someone asked to cancel the run."""
+        percent = max(0, min(100, int(percent)))
+        updated = (
+            self._mine()
+            .filter(cancel_requested=False)
+            .update(progress=percent, progress_message=message[:200])
+        )
+        if updated != 1:
+            if self._mine().exists():
+                self.cancel_requested = True
+                raise Cancelled(f"run {self.run_id} was cancelled")
+            raise LeaseLost(f"run {self.run_id} attempt {self.attempt} is no longer ours")
+        self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise `Cancelled` if the lease heartbeat saw a cancellation request (no query)."""
+        if self.cancel_requested:
+            raise Cancelled(f"run {self.run_id} was cancelled")
+
+    def record_success(self, result: Any) -> None:
+        """Mark the run succeeded; inside an atomic job this commits with the job's own writes."""
+        updated = self._mine().update(
+            state="succeeded",
+            finished_at=timezone.now(),
+            result=result,
+            progress=100,
+            lease_expires_at=None,
+        )
+        if updated != 1:
+            raise LeaseLost(
+                f"run {self.run_id} attempt {self.attempt} was taken over or cancelled; "
+                "its outcome is not recorded"
+            )
+        self.recorded = True
+
+
+def current_claim() -> Claim | None:
+    return getattr(_local, "claim", None)
+
+
+def set_claim(claim: Claim | None) -> None:
+    _local.claim = claim
+
+
+def current_run() -> Claim:
+    """The run the calling job is executing: `jobs.current_run().progress(40, "Rendering")`."""
+    claim = current_claim()
+    if claim is None:
+        raise RuntimeError("jobs.current_run() is only available inside a running job.")
+    return claim
+
+
+class LeaseKeeper:
+    """One thread per worker process renews the leases of all its running runs in one UPDATE."""
+
+    def __init__(self, lease_seconds: int) -> None:
+        self.lease_seconds = lease_seconds
+        self._claims: dict[uuid.UUID, Claim] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(self, claim: Claim) -> None:
+        with self._lock:
+            self._claims[claim.run_id] = claim
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(
+                    target=self._loop, name="jobs-lease-keeper", daemon=True
+                )
+                self._thread.start()
+
+    def remove(self, claim: Claim) -> None:
+        with self._lock:
+            if self._claims.get(claim.run_id) is claim:
+                del self._claims[claim.run_id]
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        interval = max(self.lease_seconds / 3, 0.2)
+        try:
+            while not self._stop.wait(interval):
+                try:
+                    self.renew()
+                except Exception:
+                    logger.exception("lease renewal failed; trying again in %.1f s", interval)
+                    connection.close()
+        finally:
+            connection.close()
+
+    def renew(self) -> None:
+        from jobs.models import JobRun
+
+        with self._lock:
+            claims = list(self._claims.values())
+        if not claims:
+            return
+        ids = [c.run_id for c in claims]
+        expires = timezone.now() + timedelta(seconds=self.lease_seconds)
+        with transaction.atomic():
+            # SKIP LOCKED: a locked row is being finished by its own job's transaction right
+            # now; waiting for it would delay every other lease behind it.
+            lockable = (
+                JobRun.objects.filter(id__in=ids, state=JobRun.State.RUNNING)
+                .select_for_update(skip_locked=True)
+                .values("id")
+            )
+            rows = update_returning(
+                JobRun.objects.filter(id__in=lockable),
+                ["id", "cancel_requested"],
+                lease_expires_at=expires,
+            )
+        cancelled = {run_id for run_id, flag in rows if flag}
+        for claim in claims:
+            if claim.run_id in cancelled:
+                claim.cancel_requested = True

@@ -1,0 +1,302 @@
+"""The scheduler: turn due slots into recorded runs and send them, exactly once per slot.
+
+`tick(now)` may run in any number of processes at once: due schedules are claimed with
+`SELECT ... FOR UPDATE SKIP LOCKED`, so each is planned by one process at a time, and the
+UNIQUE(schedule, scheduled_for) constraint makes a second run for a slot impossible anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache, partial
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs import schedules
+from jobs.bulk import insert_runs, update_schedules
+from jobs.conf import jobs_settings
+from jobs.dispatch import send_and_mark
+from jobs.errors import UnknownJob
+from jobs.models import JobRun, Schedule
+from jobs.registry import get_job
+
+logger = logging.getLogger(__name__)
+
+State = JobRun.State
+
+
+@dataclass
+class TickResult:
+    schedules: int = 0
+    fired: int = 0
+    skipped: int = 0
+    sent: int = 0
+    lateness: list[float] = field(default_factory=list, repr=False)
+
+    def add(self, other: TickResult) -> None:
+        self.schedules += other.schedules
+        self.fired += other.fired
+        self.skipped += other.skipped
+        self.sent += other.sent
+        self.lateness.extend(other.lateness)
+
+
+def tick(
+    now: datetime | None = None, *, batch_size: int | None = None, max_batches: int = 1000
+) -> TickResult:
+    """Fire every schedule due at `now`; returns what was done once every message is sent."""
+    now = now or timezone.now()
+    batch_size = batch_size or jobs_settings().TICK_BATCH_SIZE
+    total = TickResult()
+    sender = _Sender(threaded=connection.vendor == "postgresql" and not connection.in_atomic_block)
+    try:
+        for _ in range(max_batches):
+            result = _tick_batch(now, batch_size, sender)
+            total.add(result)
+            if result.schedules < batch_size:
+                break
+    finally:
+        total.sent = sender.close()
+    return total
+
+
+def _tick_batch(now: datetime, batch_size: int, sender: _Sender) -> TickResult:
+    result = TickResult()
+    with transaction.atomic():
+        batch = list(
+            Schedule.objects.due(now)
+            .select_for_update(skip_locked=True)
+            .order_by("next_run_at")[:batch_size]
+        )
+        if not batch:
+            return result
+        runs = plan_runs(batch, now, result)
+        inserted = insert_runs(runs)
+        update_schedules(batch)
+        to_send = [run for run in runs if run.state == State.PENDING and run.id in inserted]
+        transaction.on_commit(partial(sender.submit, to_send))
+    result.schedules = len(batch)
+    return result
+
+
+class _Sender:
+    """Sends each committed batch to the broker. On PostgreSQL a second thread does it while the
+    next batch is planned and written (both mostly wait on I/O); elsewhere it is inline."""
+
+    def __init__(self, *, threaded: bool) -> None:
+        self.sent = 0
+        self._queue: queue.SimpleQueue[list[NewRun] | None] = queue.SimpleQueue()
+        self._thread = (
+            threading.Thread(target=self._loop, name="jobs-tick-sender") if threaded else None
+        )
+        if self._thread is not None:
+            self._thread.start()
+
+    def submit(self, runs: list[NewRun]) -> None:
+        if self._thread is None:
+            self.sent += send_and_mark(runs)
+        else:
+            self._queue.put(runs)
+
+    def close(self) -> int:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+        return self.sent
+
+    def _loop(self) -> None:
+        try:
+            while (runs := self._queue.get()) is not None:
+                try:
+                    self.sent += send_and_mark(runs)
+                except Exception:
+                    # The runs stay pending; the sweep sends them.
+                    logger.exception("sending %d run(s) failed", len(runs))
+        finally:
+            connection.close()
+
+
+def plan_runs(batch: list[Schedule], now: datetime, result: TickResult) -> list[NewRun]:
+    """Decide, for each claimed schedule, which slots run and which are skipped, and advance it."""
+    conf = jobs_settings()
+    guarded = [s.id for s in batch if s.overlap_policy != Schedule.Overlap.ALLOW]
+    active: dict[int, set[str]] = {}
+    if guarded:
+        for schedule_id, state in (
+            JobRun.objects.active()
+            .filter(schedule_id__in=guarded)
+            .values_list("schedule_id", "state")
+            .distinct()
+        ):
+            active.setdefault(schedule_id, set()).add(state)
+
+    # Many schedules share a timing (every tenant's "0 2 * * *"): plan each distinct one once.
+    plan_due = cache(schedules.plan_due)
+    runs: list[NewRun] = []
+    for schedule in batch:
+        try:
+            plan = plan_due(
+                schedule.timing(),
+                next_slot=schedule.next_run_at,  # due() guarantees it is set
+                now=now,
+                policy=schedule.misfire_policy,
+                grace=schedule.misfire_grace,
+                cap=conf.MISFIRE_CAP,
+            )
+        except ValueError as exc:
+            # One bad row (written around validation) must not stop every other schedule.
+            logger.error("schedule %r disabled: its timing is invalid: %s", schedule.name, exc)
+            schedule.enabled, schedule.next_run_at = False, None
+            schedule.paused_reason = f"Disabled by the scheduler: invalid timing: {exc}"[:1000]
+            continue
+        fire, skip = _apply_overlap(
+            schedule, list(plan.fire), list(plan.skip), active.get(schedule.id, set())
+        )
+        try:
+            spec = get_job(schedule.job)
+        except UnknownJob as exc:
+            logger.error("schedule %r: %s Its slots are recorded as skipped.", schedule.name, exc)
+            skip = [
+                *(
+                    (slot, f"{exc} Deploy the code that defines it, or fix the schedule.")
+                    for slot in fire
+                ),
+                *skip,
+            ]
+            fire, spec = [], None
+        for slot in fire:
+            runs.append(_new_run(schedule, spec, slot, State.PENDING, now))
+            result.lateness.append((now - slot).total_seconds())
+        for slot, reason in skip:
+            runs.append(_new_run(schedule, spec, slot, State.SKIPPED, now, reason=reason))
+        if plan.skipped_unrecorded:
+            logger.warning(
+                "schedule %r: %d more missed slot(s) not recorded (cap %d)",
+                schedule.name,
+                plan.skipped_unrecorded,
+                conf.MISFIRE_CAP,
+            )
+        result.fired += len(fire)
+        result.skipped += len(skip) + plan.skipped_unrecorded
+        if fire:
+            schedule.last_fired_at = now
+        schedule.next_run_at = plan.next_slot
+        if plan.next_slot is None:
+            schedule.enabled = False  # a `once` schedule that fired, or one past its ends_at
+    return runs
+
+
+def _apply_overlap(
+    schedule: Schedule,
+    fire: list[datetime],
+    skip: list[tuple[datetime, str]],
+    active_states: set[str],
+) -> tuple[list[datetime], list[tuple[datetime, str]]]:
+    policy = schedule.overlap_policy
+    if policy == Schedule.Overlap.ALLOW or not fire:
+        return fire, skip
+    waiting = active_states & {State.PENDING, State.QUEUED, State.RETRYING}
+    if policy == Schedule.Overlap.SKIP and active_states:
+        return [], [*skip, *((s, "previous run still active (overlap policy: skip)") for s in fire)]
+    if policy == Schedule.Overlap.QUEUE_ONE and waiting:
+        return [], [
+            *skip,
+            *((s, "a run is already queued (overlap policy: queue_one)") for s in fire),
+        ]
+    # Several due slots at once would overlap each other: run the latest, skip the rest.
+    return fire[-1:], [
+        *skip,
+        *((s, f"would overlap (overlap policy: {policy})") for s in fire[:-1]),
+    ]
+
+
+@dataclass(slots=True)
+class NewRun:
+    """A run the tick is about to insert: the columns it sets, without a model instance (creating
+    thousands of JobRun instances per tick cost more than writing them)."""
+
+    schedule_id: int
+    job: str
+    payload: dict[str, Any]
+    scheduled_for: datetime
+    state: str
+    reason: str
+    queue: str
+    priority: int
+    max_retries: int
+    time_limit_seconds: int | None
+    created_at: datetime
+    run_after: datetime | None
+    finished_at: datetime | None
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    attempts: int = 0
+
+    def as_model(self) -> JobRun:
+        return JobRun(**{name: getattr(self, name) for name in self.__slots__})
+
+
+def _new_run(
+    schedule: Schedule,
+    spec: Any,
+    slot: datetime,
+    state: str,
+    now: datetime,
+    *,
+    reason: str = "",
+) -> NewRun:
+    run_after = None
+    if state == State.PENDING and schedule.jitter_seconds:
+        run_after = slot + schedules.slot_jitter(schedule.id, slot, schedule.jitter_seconds)
+    max_retries = (
+        schedule.max_retries
+        if schedule.max_retries is not None
+        else spec.max_retries
+        if spec
+        else 0
+    )
+    return NewRun(
+        schedule_id=schedule.id,
+        job=schedule.job,
+        payload=schedule.payload,
+        scheduled_for=slot,
+        state=state,
+        reason=reason[:1000],
+        queue=schedule.queue or (spec.queue if spec else "default"),
+        priority=schedule.priority,
+        max_retries=max_retries,
+        time_limit_seconds=schedule.time_limit_seconds
+        or (spec.time_limit_seconds if spec else None),
+        # Real time, not the tick's `now` (which may lag or be a test clock): the sweep
+        # compares created_at with the wall clock to find sends that never happened.
+        created_at=timezone.now(),
+        run_after=run_after,
+        finished_at=now if state == State.SKIPPED else None,
+    )
+
+
+def next_due_in(now: datetime, cap: float) -> float:
+    """Seconds until the next enabled schedule is due, at most `cap` (for the loop's sleep)."""
+    nxt = (
+        Schedule.objects.filter(enabled=True, next_run_at__isnull=False)
+        .order_by("next_run_at")
+        .values_list("next_run_at", flat=True)
+        .first()
+    )
+    if nxt is None:
+        return cap
+    return max(0.0, min(cap, (nxt - now).total_seconds()))
+
+
+def cron_tick() -> None:
+    """Entry point for django-crontab (`CRONJOBS`): one tick and one sweep, failures logged
+    and recorded in the heartbeat because django-crontab swallows exceptions."""
+    from jobs.loop import SchedulerLoop
+
+    SchedulerLoop(name_suffix="cron").run_once()

@@ -1,0 +1,94 @@
+"""A broker outage loses nothing: runs wait in `pending` and go out once when it is back."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+
+import jobs
+from jobs.dispatch import sweep
+from jobs.models import JobRun, Schedule
+from jobs.scheduler import tick
+from tests.conftest import queued_message_ids
+from tests.redis_server import PrivateRedis, private_redis
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+T0 = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def outage_broker(tmp_path: Path) -> Iterator[tuple[PrivateRedis, RedisBroker]]:
+    """The process's broker pointed at a private Redis the test can stop."""
+    previous = dramatiq.get_broker()
+    with private_redis(tmp_path) as server:
+        broker = RedisBroker(url=server.url, socket_connect_timeout=0.5, socket_timeout=2)
+        for name in previous.get_declared_queues():
+            broker.declare_queue(name)
+        dramatiq.set_broker(broker)
+        try:
+            yield server, broker
+        finally:
+            dramatiq.set_broker(previous)
+
+
+def test_ticks_during_an_outage_leave_runs_pending_and_the_sweep_sends_each_once(
+    outage_broker: tuple[PrivateRedis, RedisBroker],
+) -> None:
+    server, broker = outage_broker
+    Schedule.objects.all().delete()
+    Schedule.objects.bulk_create(
+        Schedule(
+            name=f"s{i}",
+            job="test.noop",
+            cron="* * * * *",
+            misfire_grace_seconds=3600,
+            next_run_at=T0 + timedelta(minutes=1),
+            created_at=T0,
+        )
+        for i in range(20)
+    )
+    tick(T0 + timedelta(minutes=1))
+    assert JobRun.objects.filter(state="queued").count() == 20
+
+    server.stop()
+    for minute in (2, 3):
+        result = tick(T0 + timedelta(minutes=minute))
+        assert (result.fired, result.sent) == (20, 0)
+    assert JobRun.objects.filter(state="pending").count() == 40
+    assert (
+        sweep(datetime.now(UTC) + timedelta(minutes=1))["pending"] == 0
+    )  # still down: nothing lost
+
+    server.start()  # an empty Redis again: only what is re-sent is there
+    counts = sweep(datetime.now(UTC) + timedelta(minutes=1))
+    assert counts["pending"] == 40
+    assert JobRun.objects.filter(state="queued").count() == 60
+    ids = queued_message_ids(broker)
+    assert Counter(ids).most_common(1)[0][1] == 1, "a run was sent twice"
+    assert set(ids) == {
+        str(i)
+        for i in JobRun.objects.filter(scheduled_for__gte=T0 + timedelta(minutes=2)).values_list(
+            "id", flat=True
+        )
+    }
+    assert sweep(datetime.now(UTC) + timedelta(minutes=1))["pending"] == 0
+
+
+def test_enqueue_commits_even_when_the_broker_is_down(
+    outage_broker: tuple[PrivateRedis, RedisBroker],
+) -> None:
+    server, broker = outage_broker
+    server.stop()
+    run = jobs.enqueue("test.echo", {"value": 1})
+    run.refresh_from_db()
+    assert run.state == "pending"
+    server.start()
+    assert sweep(datetime.now(UTC) + timedelta(seconds=30))["pending"] == 1
+    assert queued_message_ids(broker) == [str(run.id)]

@@ -1,0 +1,21 @@
+"""Settings for the test suite and the worker/scheduler processes the tests start."""
+
+import os
+
+from saas.settings import *  # noqa: F403
+from saas.settings import DRAMATIQ_BROKER, INSTALLED_APPS
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# End-to-end tests shorten the lease and the broker heartbeat to prove recovery quickly.
+JOBS_LEASE_SECONDS = int(os.environ.get("TEST_JOBS_LEASE_SECONDS", "15"))
+JOBS_SWEEP_INTERVAL_SECONDS = int(os.environ.get("TEST_JOBS_SWEEP_INTERVAL_SECONDS", "5"))
+if "TEST_BROKER_HEARTBEAT_MS" in os.environ:
+    DRAMATIQ_BROKER["OPTIONS"]["heartbeat_timeout"] = int(os.environ["TEST_BROKER_HEARTBEAT_MS"])
+if "TEST_BROKER_MAINTENANCE_CHANCE" in os.environ:
+    DRAMATIQ_BROKER["OPTIONS"]["maintenance_chance"] = int(
+        os.environ["TEST_BROKER_MAINTENANCE_CHANCE"]
+    )
+JOBS_RETRY_RESEND_AFTER_SECONDS = int(os.environ.get("TEST_JOBS_RETRY_RESEND_AFTER_SECONDS", "60"))
