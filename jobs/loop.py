@@ -14,9 +14,10 @@ from typing import Any
 from django.db import connection
 from django.utils import timezone
 
+from jobs.alerts import alert_schedules_late
 from jobs.conf import jobs_settings
 from jobs.dispatch import sweep
-from jobs.models import Heartbeat
+from jobs.models import Heartbeat, Schedule
 from jobs.scheduler import TickResult, next_due_in, tick
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class SchedulerLoop:
         self.last_sweep = 0.0
         self.totals = TickResult()
         self.ticks = 0
+        self.alerted_late: set[tuple[int, datetime]] = set()
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()
@@ -77,6 +79,7 @@ class SchedulerLoop:
         error = ""
         result = None
         try:
+            self._alert_late(now)
             result = tick(now)
             self.totals.add(result)
             self.ticks += 1
@@ -98,6 +101,19 @@ class SchedulerLoop:
             connection.close()  # the next tick starts on a fresh connection
         self._heartbeat(now, result, error)
         return result
+
+    def _alert_late(self, now: datetime) -> None:
+        """Alert once per schedule and slot when slots wait longer than their grace: no
+        scheduler was firing them (this one was down, or all were)."""
+        late = [
+            s for s in Schedule.objects.late(now) if (s.id, s.next_run_at) not in self.alerted_late
+        ]
+        if late:
+            logger.warning(
+                "%d schedule(s) are late: %s", len(late), ", ".join(s.name for s in late[:10])
+            )
+            alert_schedules_late(schedules=late, now=now)
+            self.alerted_late.update((s.id, s.next_run_at) for s in late if s.next_run_at)
 
     def _heartbeat(self, now: datetime, result: TickResult | None, error: str) -> None:
         info: dict[str, Any] = {

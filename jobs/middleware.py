@@ -21,6 +21,7 @@ from dramatiq.middleware import Middleware, SkipMessage, TimeLimitExceeded
 
 from jobs.conf import jobs_settings
 from jobs.errors import Cancelled, LeaseLost, NotClaimed
+from jobs.registry import registered_jobs
 from jobs.runtime import Claim, LeaseKeeper, current_claim, set_claim, worker_id
 
 logger = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class RunRecorder(Middleware):
         return self.lease_keeper
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        # A forked worker process must not share the parent's keeper thread state.
+        # Each (forked) worker process gets its own keeper thread, which also announces it.
         self.lease_keeper = LeaseKeeper(jobs_settings().LEASE_SECONDS)
+        self.lease_keeper.start()
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.lease_keeper is not None:
@@ -49,10 +51,12 @@ class RunRecorder(Middleware):
         from jobs.runs import run_claim
 
         set_claim(None)
+        if message.actor_name not in registered_jobs():
+            return  # a plain Dramatiq actor: not recorded
         try:
             run_id = uuid.UUID(message.message_id)
         except ValueError:
-            return  # not one of ours: a plain Dramatiq message
+            return
         try:
             claim, why_not = run_claim(run_id=run_id, job=message.actor_name, worker=worker_id())
         except Exception:
@@ -122,6 +126,7 @@ class RunRecorder(Middleware):
             claim=claim,
             error=describe_exception(exception, message),
             traceback="".join(tb.format_exception(exception)),
+            exception_class=f"{type(exception).__module__}.{type(exception).__qualname__}",
             cancelled=isinstance(exception, Cancelled),
             retry_at=retry_at,
         )
@@ -129,7 +134,11 @@ class RunRecorder(Middleware):
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         from jobs.runs import run_skip_unclaimed
 
-        if "jobs_dropped" in message.options or current_claim() is not None:
+        if (
+            "jobs_dropped" in message.options
+            or current_claim() is not None
+            or message.actor_name not in registered_jobs()
+        ):
             set_claim(None)
             return
         # Another middleware (AgeLimit) refused the message before we claimed it.

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import dramatiq
@@ -150,5 +151,9 @@ def get_job(name: str) -> JobSpec:
         raise UnknownJob(name) from None
 
 
-def registered_jobs() -> dict[str, JobSpec]:
-    return dict(sorted(_REGISTRY.items()))
+def registered_jobs() -> Mapping[str, JobSpec]:
+    """Every registered job by name (a read-only view; cheap enough for the worker's hot path)."""
+    return _VIEW
+
+
+_VIEW = MappingProxyType(_REGISTRY)

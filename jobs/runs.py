@@ -71,6 +71,7 @@ def run_record_failure(
     claim: Claim,
     error: str,
     traceback: str,
+    exception_class: str = "builtins.Exception",
     cancelled: bool = False,
     retry_at: datetime | None = None,
 ) -> str | None:
@@ -88,6 +89,7 @@ def run_record_failure(
         return None
     entry = {
         "attempt": claim.attempt,
+        "exception": exception_class,
         "worker": run.worker,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": now.isoformat(),

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -103,7 +104,10 @@ def current_run() -> Claim:
 
 
 class LeaseKeeper:
-    """One thread per worker process renews the leases of all its running runs in one UPDATE."""
+    """One thread per worker process: renews the leases of all its running runs in one UPDATE
+    every third of a lease, and writes the process's heartbeat for the admin."""
+
+    HEARTBEAT_EVERY_SECONDS = 10.0
 
     def __init__(self, lease_seconds: int) -> None:
         self.lease_seconds = lease_seconds
@@ -111,16 +115,22 @@ class LeaseKeeper:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started_at = timezone.now()
+        self._last_heartbeat = 0.0
 
-    def add(self, claim: Claim) -> None:
+    def start(self) -> None:
         with self._lock:
-            self._claims[claim.run_id] = claim
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(
                     target=self._loop, name="jobs-lease-keeper", daemon=True
                 )
                 self._thread.start()
+
+    def add(self, claim: Claim) -> None:
+        with self._lock:
+            self._claims[claim.run_id] = claim
+        self.start()
 
     def remove(self, claim: Claim) -> None:
         with self._lock:
@@ -135,14 +145,36 @@ class LeaseKeeper:
     def _loop(self) -> None:
         interval = max(self.lease_seconds / 3, 0.2)
         try:
-            while not self._stop.wait(interval):
+            while True:
                 try:
                     self.renew()
+                    if time.monotonic() - self._last_heartbeat >= self.HEARTBEAT_EVERY_SECONDS:
+                        self.heartbeat()
                 except Exception:
                     logger.exception("lease renewal failed; trying again in %.1f s", interval)
                     connection.close()
+                if self._stop.wait(interval):
+                    break
         finally:
             connection.close()
+
+    def heartbeat(self) -> None:
+        from jobs.models import Heartbeat
+
+        self._last_heartbeat = time.monotonic()
+        now = timezone.now()
+        with self._lock:
+            running = len(self._claims)
+        Heartbeat.objects.update_or_create(
+            kind=Heartbeat.Kind.WORKER,
+            name=worker_id(),
+            defaults={"seen_at": now, "info": {"running": running}},
+            create_defaults={
+                "seen_at": now,
+                "started_at": self._started_at,
+                "info": {"running": running},
+            },
+        )
 
     def renew(self) -> None:
         from jobs.models import JobRun

@@ -86,9 +86,11 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
             database = dict(dj_database_url.parse(database_url, conn_max_age=600))
         except ValueError as exc:
             raise ConfigurationError(f"DATABASE_URL cannot be parsed: {exc}") from None
-        # Persistent connections are checked before use, so a restarted server costs one
-        # failed request at most instead of every request paying for a new connection.
-        database["CONN_HEALTH_CHECKS"] = True
+        # Persistent connections without per-request health checks: a health check is a
+        # `SELECT 1` round trip before every request and every Dramatiq message (django-dramatiq
+        # closes old connections around each one). A connection that errored is still
+        # dropped at the end of its request or message, so a restarted server costs one error.
+        database["CONN_HEALTH_CHECKS"] = False
     else:
         database = embedded_database(data_dir)
 

@@ -107,6 +107,15 @@ DRAMATIQ_MIDDLEWARE = [
 DRAMATIQ_BROKER = broker_settings(ENV.broker_url, DRAMATIQ_MIDDLEWARE)
 DRAMATIQ_AUTODISCOVER_MODULES = ["tasks", "jobs"]
 
+# Django's tasks framework runs on Dramatiq workers, recorded as job runs (docs/tasks.md).
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.backends.DramatiqBackend",
+        "QUEUES": ["default"],
+        "OPTIONS": {"MAX_RETRIES": 3, "TIME_LIMIT": 600},
+    }
+}
+
 # Alternative trigger for hosts that prefer system cron (`manage.py crontab add`).
 CRONJOBS = [("* * * * *", "jobs.scheduler.cron_tick")]
 

@@ -19,3 +19,12 @@ if "TEST_BROKER_MAINTENANCE_CHANCE" in os.environ:
         os.environ["TEST_BROKER_MAINTENANCE_CHANCE"]
     )
 JOBS_RETRY_RESEND_AFTER_SECONDS = int(os.environ.get("TEST_JOBS_RETRY_RESEND_AFTER_SECONDS", "60"))
+
+# Fast retries so failing tasks finish within a test's patience.
+TASKS = {
+    "default": {
+        "BACKEND": "jobs.backends.DramatiqBackend",
+        "QUEUES": ["default"],
+        "OPTIONS": {"MAX_RETRIES": 3, "MIN_BACKOFF_MS": 200, "MAX_BACKOFF_MS": 1000},
+    }
+}
