@@ -1,5 +1,5 @@
 # The two commands of the README, plus the checks CI runs. Each target installs what it needs.
-.PHONY: run test check bench venv
+.PHONY: run test test-rabbitmq check venv
 
 # Tests talk to real servers; these defaults are the local ones (override in the environment).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saas
@@ -12,9 +12,24 @@ venv:
 run: venv
 	.venv/bin/python manage.py runall
 
-## Run the whole test suite against local PostgreSQL and Redis.
+TEST_RABBITMQ_URL ?= amqp://guest:guest@127.0.0.1:5672/
+# The end-to-end cases that run a second time with RabbitMQ as the broker.
+RABBITMQ_TESTS = tests/e2e/test_worker.py tests/e2e/test_django_tasks.py
+
+## Run the whole test suite against local PostgreSQL and Redis, then its end-to-end worker
+## cases again on RabbitMQ (skip that part with SKIP_RABBITMQ=1).
 test: venv
 	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) .venv/bin/python -m pytest $(PYTEST_ARGS)
+ifndef PYTEST_ARGS
+ifndef SKIP_RABBITMQ
+	$(MAKE) --no-print-directory test-rabbitmq
+endif
+endif
+
+## The end-to-end worker and django.tasks cases with RabbitMQ as the broker.
+test-rabbitmq: venv
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) BROKER_URL=$(TEST_RABBITMQ_URL) \
+		.venv/bin/python -m pytest $(RABBITMQ_TESTS)
 
 ## Static checks: lint, format, types, Django checks, migrations, import contracts.
 check: venv

@@ -49,7 +49,7 @@ class TaskPayload(pydantic.BaseModel):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class DramatiqTask(Task[Any, Any]):
+class DramatiqTask(Task):  # type: ignore[type-arg]
     """A django.tasks Task that registers itself as a job when it is defined."""
 
     def __post_init__(self) -> None:

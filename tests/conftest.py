@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import dramatiq
 import pytest
@@ -17,13 +18,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def broker() -> Iterator[RedisBroker]:
-    """The real Redis broker of the test settings, emptied before and after the test."""
+def broker() -> Iterator[Any]:
+    """The real broker of the test settings (Redis, or RabbitMQ when BROKER_URL says so),
+    emptied before and after the test."""
     broker = dramatiq.get_broker()
-    assert isinstance(broker, RedisBroker)
-    broker.client.flushdb()
+    _empty(broker)
     yield broker
-    broker.client.flushdb()
+    _empty(broker)
+
+
+def _empty(broker: dramatiq.Broker) -> None:
+    if isinstance(broker, RedisBroker):
+        broker.client.flushdb()
+    else:
+        broker.flush_all()
 
 
 def queued_message_ids(broker: RedisBroker, queue: str = "default") -> list[str]:

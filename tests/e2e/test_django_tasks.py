@@ -68,7 +68,13 @@ def test_a_task_with_context_sees_its_attempt_number(worker: Path, broker) -> No
 
 def test_django_task_signals_fire(worker: Path, broker) -> None:  # type: ignore[no-untyped-def]
     result = until_finished(add.enqueue(20, 22))
-    events = [e.decode() for e in broker.client.lrange(SIGNALS_KEY, 0, -1)]
+    import os
+
+    import redis
+
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    events = [e.decode() for e in client.lrange(SIGNALS_KEY, 0, -1)]
+    client.delete(SIGNALS_KEY)
     assert f"enqueued:{result.id}:READY" in events
     assert f"started:{result.id}:RUNNING" in events
     assert f"finished:{result.id}:SUCCESSFUL" in events

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import dramatiq
 import pytest
@@ -44,7 +45,7 @@ def test_a_failing_job_is_retried_with_backoff_then_succeeds(
 
 
 def test_the_last_failure_makes_the_run_dead_with_error_and_traceback(
-    worker: Path, broker: RedisBroker
+    worker: Path, broker: Any
 ) -> None:
     run = finished(jobs.enqueue("test.always_fails"))
     assert run.state == "dead"
@@ -54,9 +55,16 @@ def test_the_last_failure_makes_the_run_dead_with_error_and_traceback(
     assert len(run.history) == 3
 
     # Dramatiq's dead-letter queue has the message too (nacked just after the run is recorded).
-    def dead_lettered() -> bool:
-        raw = broker.client.hvals(f"{broker.namespace}:default.XQ.msgs")
-        return str(run.id) in {dramatiq.Message.decode(m).message_id for m in raw}
+    if isinstance(broker, RedisBroker):
+
+        def dead_lettered() -> bool:
+            raw = broker.client.hvals(f"{broker.namespace}:default.XQ.msgs")
+            return str(run.id) in {dramatiq.Message.decode(m).message_id for m in raw}
+
+    else:  # RabbitMQ
+
+        def dead_lettered() -> bool:
+            return bool(broker.get_queue_message_counts("default")[2] >= 1)
 
     wait_until(dead_lettered, 10, what="the message in the dead-letter queue")
 
@@ -133,3 +141,13 @@ def test_a_duplicate_message_for_a_finished_run_is_dropped(
     )
     run.refresh_from_db()
     assert run.attempts == 1
+
+
+def test_the_worker_uses_the_configured_broker(worker: Path, broker: Any) -> None:
+    """`make test-rabbitmq` runs this module with BROKER_URL=amqp://...: prove it is RabbitMQ."""
+    import os
+
+    expected = "RabbitmqBroker" if os.environ.get("BROKER_URL", "").startswith("amqp") else "RedisBroker"
+    assert type(broker).__name__ == expected
+    run = finished(jobs.enqueue("test.echo", {"value": expected}))
+    assert run.result == {"echo": expected}

@@ -109,3 +109,13 @@ def fails_slowly_once(seconds: float = 3.0, started_file: str = "") -> dict[str,
             time.sleep(0.1)
         raise RuntimeError("attempt 1 fails after a while")
     return {"attempt": attempt}
+
+
+@jobs.job(name="test.count", max_retries=0)
+def count() -> None:
+    """Writes one marker per execution, outside any transaction, so a second execution of
+    the same run would show."""
+    from tests.testapp.models import Marker
+
+    claim = jobs.current_run()
+    Marker.objects.create(run_id=claim.run_id, attempt=claim.attempt, n=0)
