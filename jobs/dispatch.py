@@ -15,6 +15,7 @@ from typing import Any
 from uuid import uuid4
 
 import dramatiq
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
@@ -212,7 +213,8 @@ def sweep(now: datetime | None = None, *, limit: int = 1000) -> dict[str, int]:
 
 
 def _requeue_expired(run: JobRun, now: datetime) -> bool:
-    """running (lease expired) -> pending, noting the lost attempt; False if a renewal won."""
+    """running (lease expired) -> pending, noting the lost attempt; False if a renewal won or
+    the row is locked (its job is committing right now: it is alive)."""
     entry = {
         "attempt": run.attempts,
         "worker": run.worker,
@@ -221,9 +223,16 @@ def _requeue_expired(run: JobRun, now: datetime) -> bool:
         "error": "worker lost: its lease expired (process killed or stuck)",
     }
     run.state = JobRun.State.PENDING
-    return (
-        JobRun.objects.expired_leases(now)
-        .filter(id=run.id, attempts=run.attempts)
-        .update(state=JobRun.State.PENDING, lease_expires_at=None, history=[*run.history, entry])
-        == 1
-    )
+    with transaction.atomic():
+        lockable = (
+            JobRun.objects.expired_leases(now)
+            .filter(id=run.id, attempts=run.attempts)
+            .select_for_update(skip_locked=True)
+            .values("id")
+        )
+        return (
+            JobRun.objects.filter(id__in=lockable).update(
+                state=JobRun.State.PENDING, lease_expires_at=None, history=[*run.history, entry]
+            )
+            == 1
+        )

@@ -53,6 +53,14 @@ class Claim:
     def progress(self, percent: int, message: str = "") -> None:
         """Record progress (0-100) and raise `Cancelled` if someone asked to cancel the run."""
         percent = max(0, min(100, int(percent)))
+        if connection.in_atomic_block:
+            # Inside an atomic job the write would stay invisible until the job commits and
+            # would lock the run row (blocking lease renewal and the sweep); only check for
+            # cancellation.
+            if self._mine().filter(cancel_requested=True).exists():
+                self.cancel_requested = True
+            self.check_cancelled()
+            return
         updated = (
             self._mine()
             .filter(cancel_requested=False)
