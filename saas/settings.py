@@ -79,11 +79,17 @@ AUTH_PASSWORD_VALIDATORS = [
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = ENV.data_dir / "media"
 MEDIA_URL = "media/"
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/app/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# JSON endpoints answer a failed CSRF check with JSON (pages keep Django's page).
+CSRF_FAILURE_VIEW = "saas.views.csrf_failure"
+# Absolute links in emails (the report-ready mail).
+SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import signal
 import threading
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import dramatiq
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management import call_command
+from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from dramatiq.brokers.stub import StubBroker
 
@@ -41,6 +42,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         if not no_demo:
             self._ensure_demo_admin()
+            if "seed_demo" in get_commands():
+                call_command("seed_demo", stdout=io.StringIO())  # idempotent
 
         # SIGTERM behaves like Ctrl-C so the worker threads are stopped in `finally`.
         signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -49,7 +52,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         background = self._start_background_loops(stop)
         url = f"http://{host}:{port}/"
-        self.stdout.write(self.style.SUCCESS(f"Site:  {url}"))
+        member = "" if no_demo else "      (tenant member: user 'demo', password 'demo')"
+        self.stdout.write(self.style.SUCCESS(f"Site:  {url}{member}"))
         self.stdout.write(
             self.style.SUCCESS(
                 f"Admin: {url}admin/  (user {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r})"

@@ -1,0 +1,195 @@
+"""Requests/s and p99 of `POST /app/reports/` under gunicorn, against two baselines.
+
+    .venv/bin/python bench/report_endpoint.py [--seconds 8] [--connections 32]
+
+Needs `wrk` (apt-get install wrk). Logged-in sessions of 16 tenants post distinct months, so no
+request is deduplicated. Baselines, measured in the same run on the same server: a trivial 202
+view, and a minimal view doing the same essential I/O (one INSERT, one broker send). Uses its
+own database (saas_bench) and Redis db 14.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from _setup import BENCH_DATABASE, BENCH_REDIS, ROOT, setup_django
+
+TENANTS = 16
+MONTHS = [f"{year}-{month:02d}" for year in range(2000, 2026) for month in range(1, 13)]
+
+LUA = """
+local users = {%(users)s}
+local months = {%(months)s}
+local counter = 0
+request = function()
+  counter = counter + 1
+  local user = users[(counter %% #users) + 1]
+  local month = months[(math.floor(counter / #users) %% #months) + 1]
+  return wrk.format("POST", nil, {
+    ["Cookie"] = user[1], ["X-CSRFToken"] = user[2],
+    ["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json"
+  }, "month=" .. month)
+end
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    setup_django("bench.report_settings")
+    sessions = make_sessions()
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    script.write_text(
+        LUA
+        % {
+            "users": ", ".join(f'{{"{cookie}", "{token}"}}' for cookie, token in sessions),
+            "months": ", ".join(f'"{m}"' for m in reversed(MONTHS)),
+        }
+    )
+    port = 8765
+    results = {}
+    with gunicorn(port):
+        for name, path in (
+            ("trivial", "/bench/trivial/"),
+            ("minimal-I/O", "/bench/minimal/"),
+            ("report", "/app/reports/"),
+        ):
+            reset()
+            rps, p99, codes = run_wrk(
+                f"http://127.0.0.1:{port}{path}", script, args.seconds, args.connections
+            )
+            results[name] = (rps, p99)
+            print(f"{name:12s} {rps:8.0f} req/s   p99 {p99:6.1f} ms   {codes}")
+    created = count_reports()
+    rps, p99 = results["report"]
+    print(f"reports created in the last run: {created} (each request a distinct tenant-month)")
+    print(
+        f"ratio vs minimal-I/O view: {rps / results['minimal-I/O'][0]:.2f}; vs trivial: {rps / results['trivial'][0]:.2f}"
+    )
+    print(f"result: requests_per_s={rps:.0f} ratio={rps / results['minimal-I/O'][0]:.2f}")
+
+
+def make_sessions() -> list[tuple[str, str]]:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from billing.models import Membership, Tenant
+
+    sessions = []
+    for i in range(TENANTS):
+        tenant, _ = Tenant.objects.get_or_create(slug=f"bench-{i}", defaults={"name": f"Bench {i}"})
+        user, created = User.objects.get_or_create(username=f"bench{i}")
+        if created:
+            user.set_password("bench")
+            user.save()
+        Membership.objects.get_or_create(user=user, tenant=tenant)
+        client = Client()
+        client.force_login(user)
+        client.get("/app/")
+        sessions.append(
+            (
+                f"sessionid={client.cookies['sessionid'].value}; csrftoken={client.cookies['csrftoken'].value}",
+                client.cookies["csrftoken"].value,
+            )
+        )
+    return sessions
+
+
+def reset() -> None:
+    import dramatiq
+    from django.db import connection
+
+    dramatiq.get_broker().client.flushdb()
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE billing_report, jobs_jobrun CASCADE")
+        cursor.execute("VACUUM ANALYZE jobs_jobrun")
+
+
+def count_reports() -> int:
+    from billing.models import Report
+
+    return Report.objects.count()
+
+
+class gunicorn:  # noqa: N801 - used as a context manager
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def __enter__(self) -> None:
+        env = dict(
+            os.environ,
+            DJANGO_SETTINGS_MODULE="bench.report_settings",
+            PYTHONPATH=str(ROOT),
+            DATABASE_URL=BENCH_DATABASE,
+            REDIS_URL=BENCH_REDIS,
+        )
+        self.log = open(Path(tempfile.gettempdir()) / "bench-gunicorn.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "gunicorn"),
+                "saas.wsgi",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "2",
+                "--threads",
+                "16",
+                "--worker-class",
+                "gthread",
+                "--keep-alive",
+                "30",
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2).close()  # noqa: S310
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise SystemExit("gunicorn did not start; see bench-gunicorn.log") from None
+                time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(20)
+        self.log.close()
+
+
+def run_wrk(url: str, script: Path, seconds: int, connections: int) -> tuple[float, float, str]:
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    value, unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    p99 = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, p99, f"non-2xx: {non2xx.group(1) if non2xx else 0}"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""Settings of the billing app, all prefixed BILLING_ and read lazily so override_settings works."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class BillingSettings:
+    GATEWAY: str = "billing.gateway.LedgerGateway"
+    """Dotted path of the billing.gateway.Gateway subclass that charges invoices."""
+    GATEWAY_OPTIONS: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the gateway class (API keys, or the ledger's fault injection)."""
+
+
+_FIELDS = [f.name for f in fields(BillingSettings)]
+
+
+def billing_settings() -> BillingSettings:
+    """The current BILLING_* settings over their defaults."""
+    values: dict[str, Any] = {}
+    for name in _FIELDS:
+        if hasattr(settings, f"BILLING_{name}"):
+            values[name] = getattr(settings, f"BILLING_{name}")
+    return BillingSettings(**values)

@@ -1,0 +1,256 @@
+"""The monthly report: request it (web), render it to PDF and store it (worker)."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+import jobs
+from billing.models import Charge, Invoice, Report, Tenant
+
+logger = logging.getLogger(__name__)
+
+
+def max_active_reports() -> int:
+    """Reports a tenant may have in progress at once (BILLING_MAX_ACTIVE_REPORTS, default 3)."""
+    return int(getattr(settings, "BILLING_MAX_ACTIVE_REPORTS", 3))
+
+
+class TooManyReports(Exception):
+    """The tenant already has the maximum number of reports in progress."""
+
+
+def report_request(*, tenant: Tenant, month: date, user: Any) -> tuple[Report, bool]:
+    """The tenant's report for the month, requested if needed: (report, newly requested).
+
+    A report that is waiting, running or ready is returned as it is; a failed one is tried
+    again. The report and its run (key `report:<tenant>:<month>`) are created in one
+    transaction and the run is sent when it commits.
+    """
+    with transaction.atomic():
+        existing = Report.objects.select_for_update().filter(tenant=tenant, month=month).first()
+        if existing is not None and existing.state != Report.State.FAILED:
+            return existing, False
+        if Report.objects.active().filter(tenant=tenant).count() >= max_active_reports():
+            raise TooManyReports
+        if existing is not None:  # failed before: a new run, linked to the old one
+            existing.state, existing.message, existing.finished_at = Report.State.PENDING, "", None
+            existing.requested_by = user
+            existing.run = jobs.run_retry(run=existing.run) if existing.run else None
+            existing.save()
+            return existing, True
+        try:
+            with transaction.atomic():
+                report = Report.objects.create(tenant=tenant, month=month, requested_by=user)
+        except IntegrityError:  # a concurrent request created it first
+            return Report.objects.get(tenant=tenant, month=month), False
+        report.run = jobs.enqueue(
+            "billing.generate_monthly_report", {"report_id": report.pk}, key=report.key
+        )
+        report.save(update_fields=["run"])
+        return report, True
+
+
+def report_status(report: Report) -> dict[str, Any]:
+    """What the page shows while it follows the job."""
+    run = report.run
+    progress = 100 if report.state == Report.State.READY else (run.progress if run else 0)
+    message = report.message or (
+        run.progress_message if run and report.state == Report.State.RUNNING else ""
+    )
+    body: dict[str, Any] = {
+        "id": report.pk,
+        "month": f"{report.month:%Y-%m}",
+        "state": report.state,
+        "progress": progress,
+        "message": message or report.get_state_display(),
+        "status_url": reverse("billing:report-status", args=[report.pk]),
+        "download_url": None,
+    }
+    if report.state == Report.State.READY:
+        body["download_url"] = reverse("billing:report-download", args=[report.pk])
+    return body
+
+
+@dataclass(frozen=True)
+class MonthFigures:
+    tenant: str
+    month: date
+    currency: str
+    invoiced: int
+    paid: int
+    open: int
+    invoices: list[tuple[str, str, int, str]]  # (period, status, amount, charge reference)
+    per_day: list[int]  # charged amount per day of the month
+
+
+def month_figures(*, tenant: Tenant, month: date) -> MonthFigures:
+    """Invoices whose period ended in the month, and the charges made in it."""
+    end = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    invoices = list(
+        Invoice.objects.filter(tenant=tenant, period_end__gte=month, period_end__lt=end).order_by(
+            "period_end"
+        )
+    )
+    charges = Charge.objects.filter(
+        invoice__tenant=tenant,
+        status=Charge.Status.SUCCEEDED,
+        created_at__date__gte=month,
+        created_at__date__lt=end,
+    )
+    days = (end - month).days
+    per_day = [0] * days
+    refs: dict[int, str] = {}
+    for charge in charges:
+        per_day[timezone.localtime(charge.created_at).day - 1] += charge.amount
+        refs[charge.invoice_id] = charge.gateway_reference
+    return MonthFigures(
+        tenant=tenant.name,
+        month=month,
+        currency=invoices[0].currency if invoices else "EUR",
+        invoiced=sum(i.amount for i in invoices if i.status != Invoice.Status.VOID),
+        paid=sum(i.amount for i in invoices if i.status == Invoice.Status.PAID),
+        open=sum(i.amount for i in invoices if i.status == Invoice.Status.OPEN),
+        invoices=[
+            (f"{i.period_start} – {i.period_end}", i.status, i.amount, refs.get(i.pk, ""))
+            for i in invoices
+        ],
+        per_day=per_day,
+    )
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{amount / 100:,.2f} {currency}"
+
+
+def render_pdf(figures: MonthFigures) -> bytes:
+    """The report as PDF: summary, totals, a per-day chart and the invoice table."""
+    from reportlab.graphics.charts.barcharts import VerticalBarChart
+    from reportlab.graphics.shapes import Drawing
+    from reportlab.lib import colors
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+
+    styles = getSampleStyleSheet()
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, title=f"Monthly report {figures.month:%Y-%m}")
+    c = figures.currency
+    story: list[Any] = [
+        Paragraph(f"Monthly report: {figures.tenant}", styles["Title"]),
+        Paragraph(f"{figures.month:%B %Y}", styles["Heading2"]),
+        Spacer(1, 12),
+        Table(
+            [
+                ["Invoiced", money(figures.invoiced, c)],
+                ["Paid", money(figures.paid, c)],
+                ["Open", money(figures.open, c)],
+                ["Invoices", str(len(figures.invoices))],
+            ],
+            colWidths=[120, 160],
+            style=TableStyle([("FONTNAME", (0, 0), (0, -1), "Helvetica-Bold")]),
+        ),
+        Spacer(1, 18),
+        Paragraph("Charged per day", styles["Heading3"]),
+    ]
+    chart = Drawing(460, 160)
+    bars = VerticalBarChart()
+    bars.x, bars.y, bars.width, bars.height = 30, 20, 420, 120
+    bars.data = [[amount / 100 for amount in figures.per_day]]
+    bars.categoryAxis.categoryNames = [
+        str(d + 1) if d % 5 == 0 else "" for d in range(len(figures.per_day))
+    ]
+    bars.valueAxis.valueMin = 0
+    bars.bars[0].fillColor = colors.HexColor("#2f6f4f")
+    chart.add(bars)
+    story += [chart, Spacer(1, 18), Paragraph("Invoices", styles["Heading3"])]
+    rows = [["Period", "Status", "Amount", "Charge"]] + [
+        [period, status, money(amount, c), ref] for period, status, amount, ref in figures.invoices
+    ]
+    if len(rows) == 1:
+        rows.append(["No invoices ended this month.", "", "", ""])
+    story.append(
+        Table(
+            rows,
+            repeatRows=1,
+            style=TableStyle(
+                [
+                    ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+                    ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
+                    ("ALIGN", (2, 0), (2, -1), "RIGHT"),
+                ]
+            ),
+        )
+    )
+    doc.build(story)
+    return buffer.getvalue()
+
+
+def report_path(report: Report) -> str:
+    """Tenant-scoped and fixed per report, so a retried job overwrites instead of adding a file."""
+    return f"reports/tenant-{report.tenant_id}/{report.month:%Y-%m}-report-{report.pk}.pdf"
+
+
+def report_generate(*, report_id: int) -> dict[str, Any]:
+    """The job's work: gather, render, store, mark ready, tell the requester."""
+    run = jobs.current_run()
+    report = Report.objects.select_related("tenant", "requested_by").get(pk=report_id)
+    Report.objects.filter(pk=report.pk).update(state=Report.State.RUNNING)
+    run.progress(10, "Gathering invoices and charges")
+    figures = month_figures(tenant=report.tenant, month=report.month)
+    run.progress(40, "Rendering the PDF")
+    pdf = render_pdf(figures)
+    run.progress(80, "Storing the file")
+    path = report_path(report)
+    if default_storage.exists(path):
+        default_storage.delete(path)
+    stored = default_storage.save(path, ContentFile(pdf))
+    Report.objects.filter(pk=report.pk).update(
+        state=Report.State.READY, file=stored, message="", finished_at=timezone.now()
+    )
+    run.progress(95, "Sending the email")
+    _email_requester(report)
+    return {"file": stored, "bytes": len(pdf), "invoiced": figures.invoiced}
+
+
+def report_fail(*, report_id: int, reason: str) -> None:
+    Report.objects.filter(pk=report_id).exclude(state=Report.State.READY).update(
+        state=Report.State.FAILED,
+        message=f"We could not generate this report ({reason}). Please try again.",
+        finished_at=timezone.now(),
+    )
+
+
+def _email_requester(report: Report) -> None:
+    user = report.requested_by
+    if user is None or not user.email:
+        return
+    link = settings.SITE_URL.rstrip("/") + reverse("billing:report-download", args=[report.pk])
+    try:
+        send_mail(
+            f"Your {report.month:%B %Y} report is ready",
+            f"Hello,\n\nthe monthly report of {report.tenant} for {report.month:%B %Y} is ready:\n{link}\n",
+            None,
+            [user.email],
+        )
+    except Exception:
+        # The report is ready either way; a mail failure must not fail (and retry) the job.
+        logger.exception("could not email report %s to %s", report.pk, user.email)
+
+
+def user_reason(exc: Exception) -> str:
+    """A failure in words for the user (the traceback stays in the run for the operators)."""
+    if isinstance(exc, OSError):
+        return "the file could not be stored"
+    return "an unexpected error occurred"

@@ -1,0 +1,167 @@
+"""The "Generate monthly report" endpoints: every status code, CSRF, tenant isolation."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from billing.models import Invoice, Membership, Report, Tenant
+from jobs.models import JobRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def people() -> dict[str, Any]:
+    acme = Tenant.objects.create(name="Acme", slug="acme")
+    globex = Tenant.objects.create(name="Globex", slug="globex")
+    alice = User.objects.create_user("alice", "alice@example.com", "pw")
+    bob = User.objects.create_user("bob", "bob@example.com", "pw")
+    carol = User.objects.create_user("carol", "carol@example.com", "pw")
+    Membership.objects.create(user=alice, tenant=acme)
+    Membership.objects.create(user=bob, tenant=globex)
+    return {"acme": acme, "globex": globex, "alice": alice, "bob": bob, "carol": carol}
+
+
+def logged_in(user: User, **kwargs: Any) -> Client:
+    client = Client(**kwargs)
+    client.force_login(user)
+    return client
+
+
+def test_202_with_location_and_one_keyed_run(people: dict[str, Any], broker: Any) -> None:
+    response = logged_in(people["alice"]).post("/app/reports/", {"month": "2026-10"})
+    assert response.status_code == 202
+    body = response.json()
+    report = Report.objects.get(pk=body["id"])
+    assert body["state"] == "pending" and body["status_url"] == f"/app/reports/{report.pk}/"
+    assert response["Location"] == body["status_url"]
+    assert report.month == date(2026, 10, 1) and report.tenant == people["acme"]
+    run = JobRun.objects.get(key=f"report:{people['acme'].pk}:2026-10")
+    assert report.run_id == run.id and run.job == "billing.generate_monthly_report"
+    assert run.state == "queued", "sent to the broker on commit"
+
+
+def test_a_repeated_request_returns_the_same_report(people: dict[str, Any], broker: Any) -> None:
+    client = logged_in(people["alice"])
+    first = client.post("/app/reports/", {"month": "2026-10"}).json()
+    second = client.post("/app/reports/", {"month": "2026-10"}, content_type="application/json")
+    assert second.status_code == 202 and second.json()["id"] == first["id"]
+    assert Report.objects.count() == 1 and JobRun.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"month": "2026-13"}, "YYYY-MM"),
+        ({"month": ""}, "Choose a month"),
+        ({}, "Choose a month"),
+        ({"month": "2999-01"}, "not started yet"),
+        ({"month": "<script>"}, "YYYY-MM"),
+    ],
+)
+def test_a_bad_month_is_400_naming_the_field(
+    people: dict[str, Any], broker: Any, data: dict, needle: str
+) -> None:  # type: ignore[type-arg]
+    response = logged_in(people["alice"]).post("/app/reports/", data)
+    assert response.status_code == 400
+    assert needle in response.json()["errors"]["month"][0]
+    assert Report.objects.count() == 0 and JobRun.objects.count() == 0
+
+
+def test_malformed_json_is_400(people: dict[str, Any], broker: Any) -> None:
+    response = logged_in(people["alice"]).post(
+        "/app/reports/", "{not json", content_type="application/json"
+    )
+    assert response.status_code == 400 and "JSON" in response.json()["errors"]["__all__"][0]
+
+
+def test_not_logged_in_is_401_json_for_fetches_and_a_redirect_for_pages(
+    people: dict[str, Any],
+) -> None:
+    client = Client()
+    response = client.post("/app/reports/", {"month": "2026-10"})
+    assert response.status_code == 401 and "log in" in response.json()["error"]
+    assert client.get("/app/reports/1/").status_code == 401
+    page = client.get("/app/")
+    assert page.status_code == 302 and page["Location"].startswith("/accounts/login/?next=/app/")
+    assert client.get("/app/reports/1/download").status_code == 302
+
+
+def test_not_a_member_is_404(people: dict[str, Any], broker: Any) -> None:
+    client = logged_in(people["carol"])
+    assert client.post("/app/reports/", {"month": "2026-10"}).status_code == 404
+    assert client.get("/app/").status_code == 404
+
+
+def test_csrf_is_enforced_with_a_json_403(people: dict[str, Any], broker: Any) -> None:
+    client = logged_in(people["alice"], enforce_csrf_checks=True)
+    response = client.post("/app/reports/", {"month": "2026-10"})
+    assert response.status_code == 403 and "CSRF" in response.json()["error"]
+    page = client.get("/app/")
+    token = page.cookies["csrftoken"].value
+    ok = client.post("/app/reports/", {"month": "2026-10"}, headers={"X-CSRFToken": token})
+    assert ok.status_code == 202
+
+
+def test_too_many_reports_at_once_is_429_with_retry_after(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    for month in ("2026-07", "2026-08", "2026-09"):
+        assert client.post("/app/reports/", {"month": month}).status_code == 202
+    response = client.post("/app/reports/", {"month": "2026-10"})
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) > 0
+    assert Report.objects.count() == 3
+    # A month already requested still answers 202 with its report.
+    assert client.post("/app/reports/", {"month": "2026-08"}).status_code == 202
+
+
+def test_another_tenants_report_is_404(people: dict[str, Any], broker: Any) -> None:
+    report_id = logged_in(people["alice"]).post("/app/reports/", {"month": "2026-10"}).json()["id"]
+    Report.objects.filter(pk=report_id).update(state="ready", file="reports/x.pdf")
+    bob = logged_in(people["bob"])
+    assert bob.get(f"/app/reports/{report_id}/").status_code == 404
+    assert bob.get(f"/app/reports/{report_id}/download").status_code == 404
+
+
+def test_status_follows_the_run_and_download_waits_for_ready(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    report_id = client.post("/app/reports/", {"month": "2026-10"}).json()["id"]
+    report = Report.objects.get(pk=report_id)
+    Report.objects.filter(pk=report_id).update(state="running")
+    JobRun.objects.filter(id=report.run_id).update(
+        state="running", progress=40, progress_message="Rendering the PDF"
+    )
+    status = client.get(f"/app/reports/{report_id}/").json()
+    assert (status["state"], status["progress"], status["message"]) == (
+        "running",
+        40,
+        "Rendering the PDF",
+    )
+    assert status["download_url"] is None
+    assert client.get(f"/app/reports/{report_id}/download").status_code == 404
+
+
+def test_the_dashboard_lists_invoices_escaped(people: dict[str, Any]) -> None:
+    Tenant.objects.filter(pk=people["acme"].pk).update(name="<script>alert(1)</script>")
+    Invoice.objects.create(
+        tenant=people["acme"],
+        period_start=date(2026, 10, 1),
+        period_end=date(2026, 10, 31),
+        amount=4900,
+        currency="EUR",
+        idempotency_key="invoice:x",
+        status="open",
+    )
+    page = logged_in(people["alice"]).get("/app/").content.decode()
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
+    assert "49.00 EUR" in page
+    assert 'aria-live="polite"' in page and "Generate monthly report" in page
