@@ -24,7 +24,9 @@ SPEED = 30  # fake seconds per real second
 FAKE_MINUTES = 4
 
 
-def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(broker: Any, tmp_path: Path) -> None:
+def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(
+    broker: Any, tmp_path: Path
+) -> None:
     Schedule.objects.all().delete()
     Schedule.objects.bulk_create(
         Schedule(
@@ -39,7 +41,13 @@ def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(brok
         for i in range(40)
     )
     scheduler = manage_command(
-        "runscheduler", "--clock-start", START.isoformat(), "--clock-speed", str(SPEED), "--max-sleep", "0.2"
+        "runscheduler",
+        "--clock-start",
+        START.isoformat(),
+        "--clock-speed",
+        str(SPEED),
+        "--max-sleep",
+        "0.2",
     )
     with ExitStack() as stack:
         workers = []
@@ -51,7 +59,11 @@ def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(brok
         with ExitStack() as schedulers:
             for i in range(2):
                 schedulers.enter_context(start(scheduler, tmp_path / f"scheduler{i}.log"))
-            wait_until(lambda: Heartbeat.objects.filter(kind="scheduler").count() == 2, 60, what="2 schedulers")
+            wait_until(
+                lambda: Heartbeat.objects.filter(kind="scheduler").count() == 2,
+                60,
+                what="2 schedulers",
+            )
             time.sleep(FAKE_MINUTES * 60 / SPEED)
         # Schedulers stopped: let the workers drain what they fired.
         wait_until(
@@ -67,7 +79,9 @@ def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(brok
     per_slot = runs.values("schedule", "scheduled_for").annotate(n=Count("id")).filter(n__gt=1)
     assert not per_slot.exists(), "a slot ran twice"
     executions = Marker.objects.values("run_id").annotate(n=Count("id"))
-    assert executions.count() == total and {row["n"] for row in executions} == {1}, "a run executed twice"
+    assert executions.count() == total and {row["n"] for row in executions} == {1}, (
+        "a run executed twice"
+    )
     workers_used = set(runs.values_list("worker", flat=True))
     assert len(workers_used) == 3, f"the work was not spread: {workers_used}"
     with connection.cursor() as cursor:

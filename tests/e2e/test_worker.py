@@ -147,7 +147,9 @@ def test_the_worker_uses_the_configured_broker(worker: Path, broker: Any) -> Non
     """`make test-rabbitmq` runs this module with BROKER_URL=amqp://...: prove it is RabbitMQ."""
     import os
 
-    expected = "RabbitmqBroker" if os.environ.get("BROKER_URL", "").startswith("amqp") else "RedisBroker"
+    expected = (
+        "RabbitmqBroker" if os.environ.get("BROKER_URL", "").startswith("amqp") else "RedisBroker"
+    )
     assert type(broker).__name__ == expected
     run = finished(jobs.enqueue("test.echo", {"value": expected}))
     assert run.result == {"echo": expected}
