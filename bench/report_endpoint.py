@@ -28,13 +28,20 @@ TENANTS = 16
 MONTHS = [f"{year}-{month:02d}" for year in range(2000, 2026) for month in range(1, 13)]
 
 LUA = """
+-- Each wrk thread posts as its own half of the users, so no two requests share a tenant-month.
+local threads = 0
+function setup(thread)
+  thread:set("id", threads)
+  threads = threads + 1
+end
 local users = {%(users)s}
 local months = {%(months)s}
 local counter = 0
 request = function()
   counter = counter + 1
-  local user = users[(counter %% #users) + 1]
-  local month = months[(math.floor(counter / #users) %% #months) + 1]
+  local half = #users / 2
+  local user = users[(counter %% half) + 1 + id * half]
+  local month = months[(math.floor(counter / half) %% #months) + 1]
   return wrk.format("POST", nil, {
     ["Cookie"] = user[1], ["X-CSRFToken"] = user[2],
     ["Content-Type"] = "application/x-www-form-urlencoded", ["Accept"] = "application/json"

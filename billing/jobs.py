@@ -82,7 +82,8 @@ def reconcile_tenant(tenant_id: int, date: str) -> dict[str, object]:
 class GenerateReport(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
 
-    report_id: int = pydantic.Field(gt=0)
+    tenant_id: int = pydantic.Field(gt=0)
+    month: str = pydantic.Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="YYYY-MM")
 
 
 REPORT_MAX_RETRIES = 2
@@ -97,16 +98,17 @@ REPORT_MAX_RETRIES = 2
     max_backoff_ms=30_000,
     description="Render a tenant's monthly report to PDF, store it and email the requester.",
 )
-def generate_monthly_report(report_id: int) -> dict[str, object]:
+def generate_monthly_report(tenant_id: int, month: str) -> dict[str, object]:
     """Gather the month's invoices and charges, render the PDF, store it, mail a link."""
     from billing import reports
 
+    first = dt.date.fromisoformat(f"{month}-01")
     try:
-        return reports.report_generate(report_id=report_id)
+        return reports.report_generate(tenant_id=tenant_id, month=first)
     except jobs.Cancelled:
-        reports.report_fail(report_id=report_id, reason="it was cancelled")
+        reports.report_fail(tenant_id=tenant_id, month=first, reason="it was cancelled")
         raise
     except Exception as exc:
         if jobs.current_run().attempt > REPORT_MAX_RETRIES:  # no retry left: tell the user
-            reports.report_fail(report_id=report_id, reason=reports.user_reason(exc))
+            reports.report_fail(tenant_id=tenant_id, month=first, reason=reports.user_reason(exc))
         raise

@@ -429,8 +429,3 @@ class Report(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.month:%Y-%m}"
-
-    @property
-    def key(self) -> str:
-        """The run's deduplication key: one report job per tenant and month."""
-        return f"report:{self.tenant_id}:{self.month:%Y-%m}"

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -38,28 +38,35 @@ def report_request(*, tenant: Tenant, month: date, user: Any) -> tuple[Report, b
     again. The report and its run (key `report:<tenant>:<month>`) are created in one
     transaction and the run is sent when it commits.
     """
+    existing = Report.objects.filter(tenant=tenant, month=month).select_related("run").first()
+    if existing is not None and existing.state != Report.State.FAILED:
+        return existing, False
     with transaction.atomic():
-        existing = Report.objects.select_for_update().filter(tenant=tenant, month=month).first()
-        if existing is not None and existing.state != Report.State.FAILED:
-            return existing, False
         if Report.objects.active().filter(tenant=tenant).count() >= max_active_reports():
             raise TooManyReports
-        if existing is not None:  # failed before: a new run, linked to the old one
-            existing.state, existing.message, existing.finished_at = Report.State.PENDING, "", None
-            existing.requested_by = user
-            existing.run = jobs.run_retry(run=existing.run) if existing.run else None
-            existing.save()
-            return existing, True
-        try:
-            with transaction.atomic():
-                report = Report.objects.create(tenant=tenant, month=month, requested_by=user)
-        except IntegrityError:  # a concurrent request created it first
-            return Report.objects.get(tenant=tenant, month=month), False
-        report.run = jobs.enqueue(
-            "billing.generate_monthly_report", {"report_id": report.pk}, key=report.key
+        if existing is not None:
+            return _report_retry(existing, user), True
+        run, created = jobs.enqueue_once(
+            "billing.generate_monthly_report",
+            {"tenant_id": tenant.pk, "month": f"{month:%Y-%m}"},
+            key=f"report:{tenant.pk}:{month:%Y-%m}",
         )
-        report.save(update_fields=["run"])
+        if not created:
+            # The key was taken: a concurrent request created this month's report first.
+            return Report.objects.get(tenant=tenant, month=month), False
+        # The key is ours, so no other request can be creating this report.
+        report = Report.objects.create(tenant=tenant, month=month, requested_by=user, run=run)
         return report, True
+
+
+def _report_retry(report: Report, user: Any) -> Report:
+    report = Report.objects.select_for_update().get(pk=report.pk)
+    if report.state == Report.State.FAILED:
+        report.state, report.message, report.finished_at = Report.State.PENDING, "", None
+        report.requested_by = user
+        report.run = jobs.run_retry(run=report.run) if report.run else None
+        report.save()
+    return report
 
 
 def report_status(report: Report) -> dict[str, Any]:
@@ -202,10 +209,12 @@ def report_path(report: Report) -> str:
     return f"reports/tenant-{report.tenant_id}/{report.month:%Y-%m}-report-{report.pk}.pdf"
 
 
-def report_generate(*, report_id: int) -> dict[str, Any]:
+def report_generate(*, tenant_id: int, month: date) -> dict[str, Any]:
     """The job's work: gather, render, store, mark ready, tell the requester."""
     run = jobs.current_run()
-    report = Report.objects.select_related("tenant", "requested_by").get(pk=report_id)
+    report = Report.objects.select_related("tenant", "requested_by").get(
+        tenant_id=tenant_id, month=month
+    )
     Report.objects.filter(pk=report.pk).update(state=Report.State.RUNNING)
     run.progress(10, "Gathering invoices and charges")
     figures = month_figures(tenant=report.tenant, month=report.month)
@@ -224,8 +233,10 @@ def report_generate(*, report_id: int) -> dict[str, Any]:
     return {"file": stored, "bytes": len(pdf), "invoiced": figures.invoiced}
 
 
-def report_fail(*, report_id: int, reason: str) -> None:
-    Report.objects.filter(pk=report_id).exclude(state=Report.State.READY).update(
+def report_fail(*, tenant_id: int, month: date, reason: str) -> None:
+    Report.objects.filter(tenant_id=tenant_id, month=month).exclude(
+        state=Report.State.READY
+    ).update(
         state=Report.State.FAILED,
         message=f"We could not generate this report ({reason}). Please try again.",
         finished_at=timezone.now(),

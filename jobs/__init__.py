@@ -22,7 +22,7 @@ from jobs.runtime import current_run
 
 if TYPE_CHECKING:
     from jobs.models import JobRun, Schedule
-    from jobs.services import enqueue, run_cancel, run_retry
+    from jobs.services import enqueue, enqueue_once, run_cancel, run_retry
 
 __all__ = [
     "Cancelled",
@@ -35,6 +35,7 @@ __all__ = [
     "UnknownJob",
     "current_run",
     "enqueue",
+    "enqueue_once",
     "get_job",
     "job",
     "registered_jobs",
@@ -48,6 +49,7 @@ _LAZY = {
     "JobRun": "jobs.models",
     "Schedule": "jobs.models",
     "enqueue": "jobs.services",
+    "enqueue_once": "jobs.services",
     "run_cancel": "jobs.services",
     "run_retry": "jobs.services",
 }

@@ -20,18 +20,18 @@ from jobs.models import JobRun, Schedule
 _INSERT_RUNS = """
 INSERT INTO jobs_jobrun (
     id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
-    time_limit_seconds, created_at, run_after, finished_at,
-    key, attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
+    time_limit_seconds, created_at, run_after, finished_at, key,
+    attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
 )
 SELECT u.id, u.job, u.payload, u.schedule_id, u.scheduled_for, u.state, u.reason, u.queue,
        u.priority, u.max_retries, u.time_limit_seconds, u.created_at, u.run_after, u.finished_at,
-       NULL, 0, '', 0, '', '', '', false, '[]'::jsonb
+       u.key, 0, '', 0, '', '', '', false, '[]'::jsonb
 FROM unnest(
     %s::uuid[], %s::text[], %s::jsonb[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[],
     %s::text[], %s::smallint[], %s::smallint[], %s::integer[], %s::timestamptz[],
-    %s::timestamptz[], %s::timestamptz[]
+    %s::timestamptz[], %s::timestamptz[], %s::text[]
 ) AS u(id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
-       time_limit_seconds, created_at, run_after, finished_at)
+       time_limit_seconds, created_at, run_after, finished_at, key)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -58,14 +58,15 @@ def raw_cursor() -> psycopg.Cursor[Any]:
 
 
 def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
-    """Insert runs (scheduler.NewRun), silently skipping any whose slot or key already has a run; returns the ids
+    """Insert runs (JobRun or scheduler.NewRun), silently skipping any whose slot or key already has a run; returns the ids
     that were inserted."""
     if not runs:
         return set()
     if connection.vendor != "postgresql":
-        JobRun.objects.bulk_create([r.as_model() for r in runs], ignore_conflicts=True)
+        models = [r if isinstance(r, JobRun) else r.as_model() for r in runs]
+        JobRun.objects.bulk_create(models, ignore_conflicts=True)
         return set(JobRun.objects.filter(id__in=[r.id for r in runs]).values_list("id", flat=True))
-    columns: list[list[object]] = [[] for _ in range(14)]
+    columns: list[list[object]] = [[] for _ in range(15)]
     for r in runs:
         row = (
             r.id,
@@ -82,6 +83,7 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
             r.created_at,
             r.run_after,
             r.finished_at,
+            getattr(r, "key", None),
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
