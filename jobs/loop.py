@@ -61,9 +61,10 @@ class SchedulerLoop:
         logger.info("scheduler %s started", self.name)
         try:
             while not self.stop_event.is_set():
-                self.run_once()
+                result = self.run_once()
                 try:
-                    sleep = next_due_in(self.clock(), self.max_sleep)
+                    # After a failed tick, wait the full interval instead of retrying in a loop.
+                    sleep = next_due_in(self.clock(), self.max_sleep) if result else self.max_sleep
                 except Exception:
                     sleep = self.max_sleep
                     connection.close()

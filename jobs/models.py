@@ -27,11 +27,14 @@ class ScheduleQuerySet(models.QuerySet["Schedule"]):
         """Enabled schedules whose next slot is at or before `now` (uses jobs_schedule_due_idx)."""
         return self.filter(enabled=True, next_run_at__lte=now)
 
-    def late(self, now: datetime) -> ScheduleQuerySet:
-        """Due schedules whose slot is older than their misfire grace: no scheduler is firing them."""
-        return self.due(now).filter(
-            next_run_at__lt=now - models.F("misfire_grace_seconds") * timedelta(seconds=1)
-        )
+    def late(self, now: datetime) -> list[Schedule]:
+        """Due schedules whose slot is older than their misfire grace: no scheduler is firing
+        them. (Compared in Python: interval arithmetic on a column is not portable to SQLite.)"""
+        return [
+            s
+            for s in self.due(now).only("id", "name", "next_run_at", "misfire_grace_seconds")
+            if s.next_run_at is not None and now - s.next_run_at > s.misfire_grace
+        ]
 
 
 class Schedule(models.Model):
