@@ -54,9 +54,13 @@ def validate_payload(spec: JobSpec, raw: Any) -> dict[str, Any]:
                 [(".".join(str(p) for p in err["loc"]), err["msg"]) for err in exc.errors()]
             ) from None
     try:
-        size = len(json.dumps(payload))
+        encoded = json.dumps(payload)
+        size = len(encoded)
     except (TypeError, ValueError) as exc:
         raise PayloadError([("", f"is not JSON-serialisable: {exc}")]) from None
+    if "\\u0000" in encoded:
+        # PostgreSQL's jsonb cannot store NUL characters.
+        raise PayloadError([("", "contains a NUL character (\\u0000), which cannot be stored")])
     limit = jobs_settings().MAX_PAYLOAD_BYTES
     if size > limit:
         raise PayloadError(
