@@ -19,6 +19,10 @@ def setup_django(settings_module: str = "saas.settings") -> None:
     os.environ["DATABASE_URL"] = BENCH_DATABASE
     os.environ["REDIS_URL"] = BENCH_REDIS
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Measure the production configuration: DEBUG on records every query in memory.
+    os.environ["DEBUG"] = "false"
+    os.environ["SECRET_KEY"] = "bench-only-" + "k" * 40
+    os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
     _create_database(BENCH_DATABASE)
     import django

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models.sql import UpdateQuery
 
 
@@ -24,3 +26,26 @@ def update_returning(
     with transaction.mark_for_rollback_on_error(using=queryset.db):
         rows = query.get_compiler(queryset.db).execute_returning_sql(fields)
     return [tuple(row) for row in rows]
+
+
+def db_uuid(value: uuid.UUID) -> Any:
+    """A UUID as the backend stores it (PostgreSQL: uuid; SQLite: 32 hex characters)."""
+    return value if connection.vendor == "postgresql" else value.hex
+
+
+def db_datetime(value: datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def execute_returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run one statement with a RETURNING clause on the default connection."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [tuple(row) for row in cursor.fetchall()]
+
+
+def execute(sql: str, params: list[Any]) -> int:
+    """Run one statement; the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)

@@ -12,11 +12,10 @@ import logging
 import uuid
 from datetime import datetime, timedelta
 
-from django.db.models import F, Q
 from django.utils import timezone
 
 from jobs.conf import jobs_settings
-from jobs.db import update_returning
+from jobs.db import db_datetime, db_uuid, execute_returning
 from jobs.models import JobRun
 from jobs.runtime import Claim
 
@@ -30,20 +29,15 @@ def run_claim(*, run_id: uuid.UUID, job: str, worker: str) -> tuple[Claim | None
     over a `running` run whose lease expired. Returns (claim, "") or (None, why not)."""
     now = timezone.now()
     lease = now + timedelta(seconds=jobs_settings().LEASE_SECONDS)
-    # `pending` is claimable too: the worker can receive a message before the sender has
-    # marked the run queued.
-    claimable = Q(state__in=[State.PENDING, State.QUEUED, State.RETRYING]) | Q(
-        state=State.RUNNING, lease_expires_at__lt=now
-    )
-    rows = update_returning(
-        JobRun.objects.filter(claimable, id=run_id, cancel_requested=False),
-        ["attempts", "cancel_requested"],
-        state=State.RUNNING,
-        attempts=F("attempts") + 1,
-        started_at=now,
-        finished_at=None,
-        lease_expires_at=lease,
-        worker=worker[:200],
+    # One plain statement, not the ORM: this runs for every message a worker receives, and
+    # compiling the query cost more than executing it. `pending` is claimable too: the worker
+    # can receive a message before the sender has marked the run queued.
+    rows = execute_returning(
+        "UPDATE jobs_jobrun SET state = 'running', attempts = attempts + 1, started_at = %s, "
+        "finished_at = NULL, lease_expires_at = %s, worker = %s "
+        "WHERE id = %s AND NOT cancel_requested AND (state IN ('pending', 'queued', 'retrying') "
+        "OR (state = 'running' AND lease_expires_at < %s)) RETURNING attempts",
+        [db_datetime(now), db_datetime(lease), worker[:200], db_uuid(run_id), db_datetime(now)],
     )
     if rows:
         return Claim(run_id=run_id, attempt=rows[0][0], job=job), ""

@@ -6,6 +6,7 @@ expired and whose run was taken over can neither record an outcome nor report pr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs.db import update_returning
+from jobs.db import db_datetime, db_uuid, execute, update_returning
 from jobs.errors import Cancelled, LeaseLost
 
 logger = logging.getLogger(__name__)
@@ -80,12 +82,17 @@ class Claim:
 
     def record_success(self, result: Any) -> None:
         """Mark the run succeeded; inside an atomic job this commits with the job's own writes."""
-        updated = self._mine().update(
-            state="succeeded",
-            finished_at=timezone.now(),
-            result=result,
-            progress=100,
-            lease_expires_at=None,
+        # A plain statement on the hot path (see run_claim); fenced on the claimed attempt.
+        updated = execute(
+            "UPDATE jobs_jobrun SET state = 'succeeded', finished_at = %s, result = %s, "
+            "progress = 100, lease_expires_at = NULL "
+            "WHERE id = %s AND attempts = %s AND state = 'running'",
+            [
+                db_datetime(timezone.now()),
+                json.dumps(result, cls=DjangoJSONEncoder),
+                db_uuid(self.run_id),
+                self.attempt,
+            ],
         )
         if updated != 1:
             raise LeaseLost(
