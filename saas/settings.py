@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -78,8 +80,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = ENV.data_dir / "staticfiles"  # for `collectstatic`; WhiteNoise warns if it is missing
+with contextlib.suppress(OSError):
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# gunicorn serves static files through WhiteNoise, straight from the apps' folders, so the real
+# topology needs no collectstatic step (run it and drop this for a CDN or long-cache setup).
+WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = ENV.data_dir / "media"
 MEDIA_URL = "media/"
 
