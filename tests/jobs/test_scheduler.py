@@ -231,3 +231,24 @@ def test_batches_cover_every_due_schedule(broker: RedisBroker) -> None:
     assert (result.schedules, result.fired, result.sent) == (25, 25, 25)
     per_slot = JobRun.objects.values("schedule", "scheduled_for").annotate(n=Count("id"))
     assert {row["n"] for row in per_slot} == {1}
+
+
+def test_the_django_crontab_entry_point_ticks_and_leaves_a_heartbeat(broker: RedisBroker) -> None:
+    from django.conf import settings
+
+    from jobs.models import Heartbeat
+    from jobs.scheduler import cron_tick
+
+    assert settings.CRONJOBS == [("* * * * *", "jobs.scheduler.cron_tick")]
+    slot = datetime.now(UTC).replace(second=0, microsecond=0)
+    Schedule.objects.create(
+        name="cron-driven",
+        job="test.noop",
+        cron="* * * * *",
+        next_run_at=slot,
+        misfire_grace_seconds=600,
+    )
+    cron_tick()
+    assert JobRun.objects.get().state == "queued"
+    beat = Heartbeat.objects.get(kind="scheduler")
+    assert beat.name.endswith(":cron") and beat.last_error == ""
