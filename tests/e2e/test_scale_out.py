@@ -83,7 +83,8 @@ def test_every_slot_runs_exactly_once_with_two_schedulers_and_three_workers(
         "a run executed twice"
     )
     workers_used = set(runs.values_list("worker", flat=True))
-    assert len(workers_used) == 3, f"the work was not spread: {workers_used}"
+    # Which processes win the messages is up to the broker; more than one must have run some.
+    assert len(workers_used) >= 2, f"the work was not spread: {workers_used}"
     with connection.cursor() as cursor:
         # No gaps: each schedule has one run per minute up to where the schedulers stopped.
         cursor.execute(
