@@ -19,7 +19,7 @@ from jobs.bulk import insert_runs
 from jobs.dispatch import send_and_mark, send_runs
 from jobs.errors import PayloadError, UnknownJob
 from jobs.models import JobRun, Schedule
-from jobs.registry import JobSpec, get_job
+from jobs.registry import JobSpec, get_job, registered_jobs
 from jobs.runs import run_cancel_unstarted
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,8 @@ def run_retry(*, run: JobRun) -> JobRun:
     )
     with transaction.atomic():
         retry.save(force_insert=True)
-        transaction.on_commit(partial(send_runs, [retry.id]))
+        # The row is in hand: send it as it is, no re-read after the commit.
+        transaction.on_commit(partial(send_and_mark, [retry]))
     return retry
 
 
@@ -145,7 +146,7 @@ def schedule_validate(schedule: Schedule) -> None:
     try:
         spec = get_job(schedule.job)
     except UnknownJob:
-        known = ", ".join(sorted(_registered_names())) or "none"
+        known = ", ".join(sorted(registered_jobs())) or "none"
         errors.setdefault("job", []).append(
             f"No job named {schedule.job!r} is registered. Known jobs: {known}."
         )
@@ -163,12 +164,6 @@ def schedule_validate(schedule: Schedule) -> None:
             )
     if errors:
         raise ValidationError(errors)
-
-
-def _registered_names() -> list[str]:
-    from jobs.registry import registered_jobs
-
-    return list(registered_jobs())
 
 
 def schedule_next_run(schedule: Schedule, now: datetime) -> datetime | None:
