@@ -426,6 +426,14 @@ class Report(models.Model):
                 condition=Q(month__day=1), name="billing_report_month_first_day"
             ),
         ]
+        indexes = [
+            # The per-tenant limit counts a tenant's reports in progress on every request.
+            models.Index(
+                fields=["tenant"],
+                condition=Q(state__in=["pending", "running"]),
+                name="billing_report_active",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.tenant} {self.month:%Y-%m}"

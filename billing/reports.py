@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,27 +36,74 @@ def report_request(*, tenant: Tenant, month: date, user: Any) -> tuple[Report, b
 
     A report that is waiting, running or ready is returned as it is; a failed one is tried
     again. The report and its run (key `report:<tenant>:<month>`) are created in one
-    transaction and the run is sent when it commits.
+    transaction and the run is sent when it commits. Raises TooManyReports when the tenant
+    already has BILLING_MAX_ACTIVE_REPORTS reports in progress.
     """
-    existing = Report.objects.filter(tenant=tenant, month=month).select_related("run").first()
-    if existing is not None and existing.state != Report.State.FAILED:
-        return existing, False
+    # Optimistic: a new month is the common case and costs two INSERTs and one commit; only
+    # when the key is taken (a repeated press, a failed report) is the existing report read.
     with transaction.atomic():
-        if Report.objects.active().filter(tenant=tenant).count() >= max_active_reports():
-            raise TooManyReports
-        if existing is not None:
-            return _report_retry(existing, user), True
         run, created = jobs.enqueue_once(
             "billing.generate_monthly_report",
             {"tenant_id": tenant.pk, "month": f"{month:%Y-%m}"},
             key=f"report:{tenant.pk}:{month:%Y-%m}",
         )
-        if not created:
-            # The key was taken: a concurrent request created this month's report first.
-            return Report.objects.get(tenant=tenant, month=month), False
-        # The key is ours, so no other request can be creating this report.
-        report = Report.objects.create(tenant=tenant, month=month, requested_by=user, run=run)
-        return report, True
+        if created:
+            report = _insert_report(tenant=tenant, month=month, user=user, run=run)
+            if report is not None:
+                return report, True
+            # Over the limit, or a report whose run was pruned: drop the run, send nothing.
+            transaction.set_rollback(True)
+    existing = Report.objects.filter(tenant=tenant, month=month).select_related("run").first()
+    if existing is None:
+        if created:
+            raise TooManyReports
+        return _report_for_orphan_run(tenant=tenant, month=month, user=user, run=run), True
+    if existing.state != Report.State.FAILED:
+        return existing, False
+    with transaction.atomic():
+        if Report.objects.active().filter(tenant=tenant).count() >= max_active_reports():
+            raise TooManyReports
+        return _report_retry(existing, user), True
+
+
+# One statement: the per-tenant limit is checked by the INSERT itself (a partial index makes
+# the count cheap), and a report that already exists for the month inserts nothing. Two
+# concurrent requests can both pass the check: the limit is a brake, not an invariant.
+_INSERT_REPORT = """
+INSERT INTO billing_report (tenant_id, month, requested_by_id, run_id, state, message, file,
+                            created_at)
+SELECT %s, %s, %s, %s, 'pending', '', '', %s
+WHERE (SELECT COUNT(*) FROM billing_report
+       WHERE tenant_id = %s AND state IN ('pending', 'running')) < %s
+ON CONFLICT (tenant_id, month) DO NOTHING
+RETURNING id
+"""
+
+
+def _insert_report(*, tenant: Tenant, month: date, user: Any, run: Any) -> Report | None:
+    """The new report, or None when the tenant is at its limit or the month has a report."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_REPORT,
+            [tenant.pk, month, user.pk, run.pk, now, tenant.pk, max_active_reports()],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return Report(id=row[0], tenant=tenant, month=month, requested_by=user, run=run, created_at=now)
+
+
+def _report_for_orphan_run(*, tenant: Tenant, month: date, user: Any, run: Any) -> Report:
+    """The month's run exists but its report was deleted (from the admin): a new report that
+    follows the run while it is still going, or a fresh run if it has finished."""
+    with transaction.atomic():
+        if not run.is_finished:
+            return Report.objects.create(tenant=tenant, month=month, requested_by=user, run=run)
+        fresh = jobs.enqueue(
+            "billing.generate_monthly_report", {"tenant_id": tenant.pk, "month": f"{month:%Y-%m}"}
+        )
+        return Report.objects.create(tenant=tenant, month=month, requested_by=user, run=fresh)
 
 
 def _report_retry(report: Report, user: Any) -> Report:

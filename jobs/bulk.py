@@ -15,6 +15,7 @@ import psycopg
 from django.db import connection
 from psycopg.types.json import Jsonb
 
+from jobs.db import no_flush_wait
 from jobs.models import JobRun, Schedule
 
 _INSERT_RUNS = """
@@ -120,7 +121,7 @@ def mark_queued(run_ids: Sequence[uuid.UUID], now: object) -> int:
         )
     with raw_cursor() as cursor:
         cursor.execute(
-            "UPDATE jobs_jobrun SET state = 'queued', enqueued_at = %s "
+            f"UPDATE jobs_jobrun SET state = 'queued', enqueued_at = %s {no_flush_wait()} "  # noqa: S608 - a constant fragment, values bound
             "WHERE id = ANY(%s::uuid[]) AND state = 'pending'",
             [now, list(run_ids)],
         )

@@ -18,6 +18,10 @@ class JobsSettings:
     """A run still `pending` this long after it was created is sent again (outbox)."""
     RETRY_RESEND_AFTER_SECONDS: int = 60
     """A `retrying` run whose retry message has not arrived this long after it was due is re-sent."""
+    MARK_SENT_IN_BACKGROUND: bool = True
+    """Runs sent on commit by `jobs.enqueue()` are marked `queued` by a background thread, in
+    batches (jobs/marks.py), so the enqueuing request pays no second commit. False: marked on
+    the sending thread (the tests do this to see `queued` inside their own transaction)."""
     TICK_BATCH_SIZE: int = 500
     """Schedules claimed per tick transaction."""
     MISFIRE_CAP: int = 100

@@ -30,6 +30,18 @@ def update_returning(
     return [tuple(row) for row in rows]
 
 
+def no_flush_wait() -> str:
+    """A FROM item that lets this one-statement transaction commit without waiting for the WAL
+    flush (PostgreSQL; empty elsewhere). Only for bookkeeping whose loss in a database *server*
+    crash costs at most a re-execution: the claim, the outcome of a job with no writes of its
+    own, "sent" marks. Never for a job's writes or a newly recorded run. Measured: worker
+    throughput +20 % at 1 x 8 threads, +30 % at 2 x 8 (bench/throughput.py), because
+    every job commits twice and each commit otherwise waits for its own fsync."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return ""
+    return "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
+
+
 def db_uuid(value: uuid.UUID) -> Any:
     """A UUID as the backend stores it (PostgreSQL: uuid; SQLite: 32 hex characters)."""
     return value if connection.vendor == "postgresql" else value.hex

@@ -23,6 +23,7 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import Middleware
 
 from jobs.bulk import mark_queued
+from jobs.marks import queued_marks
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -136,9 +137,10 @@ def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int
     return send_and_mark(runs)
 
 
-def send_and_mark(runs: Sequence[Any]) -> int:
+def send_and_mark(runs: Sequence[Any], *, defer_mark: bool = False) -> int:
     """Send these runs' messages (JobRun or scheduler.NewRun) and mark the pending ones queued;
-    0 if the broker failed."""
+    0 if the broker failed. With `defer_mark` the mark is left to a background thread
+    (jobs/marks.py), so a web request that enqueues pays no second commit."""
     if not runs:
         return 0
     now = timezone.now()
@@ -153,7 +155,10 @@ def send_and_mark(runs: Sequence[Any]) -> int:
             len(runs),
         )
         return 0
-    mark_queued([r.id for r in runs], timezone.now())
+    if defer_mark:
+        queued_marks.add(r.id for r in runs)
+    else:
+        mark_queued([r.id for r in runs], timezone.now())
     return len(runs)
 
 

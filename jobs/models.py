@@ -185,8 +185,16 @@ class JobRun(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job = models.CharField(max_length=200)
     payload = models.JSONField(default=dict, blank=True)
+    # No index of its own: UNIQUE(schedule, scheduled_for) leads with it. Every index costs
+    # each inserted run and each state change (a state change is never a HOT update here,
+    # because `state` is in the partial indexes' conditions).
     schedule = models.ForeignKey(
-        Schedule, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+        Schedule,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="runs",
+        db_index=False,
     )
     scheduled_for = models.DateTimeField(
         null=True, blank=True, help_text="The slot; empty for ad-hoc runs."
@@ -194,7 +202,12 @@ class JobRun(models.Model):
     # NULL, not "": many runs have no key, and UNIQUE must only bind the ones that do.
     key = models.CharField(max_length=255, null=True, blank=True, help_text="Deduplication key.")  # noqa: DJ001
     retry_of = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="retries",
+        db_index=False,  # the partial jobs_run_retry_of_idx: most runs are not retries
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     reason = models.TextField(blank=True, help_text="Why the run was skipped or cancelled.")
@@ -258,6 +271,11 @@ class JobRun(models.Model):
                 name="jobs_run_finished_idx",
             ),
             models.Index(fields=["-created_at"], name="jobs_run_created_idx"),
+            models.Index(
+                fields=["retry_of"],
+                condition=Q(retry_of__isnull=False),
+                name="jobs_run_retry_of_idx",
+            ),
         ]
         permissions = [
             ("retry_jobrun", "Can retry failed runs"),

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from jobs.conf import jobs_settings
-from jobs.db import db_datetime, db_uuid, execute_returning
+from jobs.db import db_datetime, db_uuid, execute_returning, no_flush_wait
 from jobs.models import JobRun
 from jobs.runtime import Claim
 
@@ -33,8 +33,8 @@ def run_claim(*, run_id: uuid.UUID, job: str, worker: str) -> tuple[Claim | None
     # compiling the query cost more than executing it. `pending` is claimable too: the worker
     # can receive a message before the sender has marked the run queued.
     rows = execute_returning(
-        "UPDATE jobs_jobrun SET state = 'running', attempts = attempts + 1, started_at = %s, "
-        "finished_at = NULL, lease_expires_at = %s, worker = %s "
+        "UPDATE jobs_jobrun SET state = 'running', attempts = attempts + 1, started_at = %s, "  # noqa: S608 - a constant fragment, values bound
+        f"finished_at = NULL, lease_expires_at = %s, worker = %s {no_flush_wait()} "
         "WHERE id = %s AND NOT cancel_requested AND (state IN ('pending', 'queued', 'retrying') "
         "OR (state = 'running' AND lease_expires_at < %s)) RETURNING attempts",
         [db_datetime(now), db_datetime(lease), worker[:200], db_uuid(run_id), db_datetime(now)],

@@ -21,7 +21,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs.db import db_datetime, db_uuid, execute, update_returning
+from jobs.db import db_datetime, db_uuid, execute, no_flush_wait, update_returning
 from jobs.errors import Cancelled, LeaseLost
 
 logger = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ class Claim:
         """Mark the run succeeded; inside an atomic job this commits with the job's own writes."""
         # A plain statement on the hot path (see run_claim); fenced on the claimed attempt.
         updated = execute(
-            "UPDATE jobs_jobrun SET state = 'succeeded', finished_at = %s, result = %s, "
-            "progress = 100, lease_expires_at = NULL "
+            "UPDATE jobs_jobrun SET state = 'succeeded', finished_at = %s, result = %s, "  # noqa: S608 - a constant fragment, values bound
+            f"progress = 100, lease_expires_at = NULL {no_flush_wait()} "
             "WHERE id = %s AND attempts = %s AND state = 'running'",
             [
                 db_datetime(timezone.now()),

@@ -44,6 +44,7 @@ class Environment:
     database: dict[str, Any]
     data_dir: Path
     broker_url: str | None  # None: the embedded in-process broker
+    cache_url: str | None  # None: per-process memory cache, sessions in the database
 
     @property
     def embedded(self) -> bool:
@@ -101,6 +102,16 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
             f"got {broker_url.split('://')[0]!r}."
         )
 
+    # Sessions and the cache live in Redis when there is one: a logged-in request then reads
+    # its session without a database query.
+    cache_url = (environ.get("CACHE_URL") or "").strip() or None
+    if cache_url is None and broker_url and broker_url.startswith(("redis://", "rediss://")):
+        cache_url = environ.get("REDIS_URL", "").strip() or None
+    if cache_url and not cache_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigurationError(
+            f"CACHE_URL must start with redis://, rediss:// or unix://; got {cache_url.split('://')[0]!r}."
+        )
+
     return Environment(
         debug=debug,
         secret_key=secret_key,
@@ -109,6 +120,7 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
         database=database,
         data_dir=data_dir,
         broker_url=broker_url,
+        cache_url=cache_url,
     )
 
 

@@ -72,6 +72,22 @@ TEMPLATES = [
 DATABASES = {"default": ENV.database}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+if ENV.cache_url:
+    CACHES = {
+        "default": {
+            "BACKEND": "saas.cache.ResilientRedisCache",
+            "LOCATION": ENV.cache_url,
+            "KEY_PREFIX": "saas",
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+        }
+    }
+    # Read from Redis, written through to the database: a logged-in request costs no session
+    # query, and sessions survive a Redis restart.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
+# Django's ModelBackend with a cheaper per-request user lookup (saas/auth.py).
+AUTHENTICATION_BACKENDS = ["saas.auth.ModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
