@@ -1,6 +1,6 @@
 """Requests/s and p99 of `POST /app/reports/` under gunicorn, against two baselines.
 
-    .venv/bin/python bench/report_endpoint.py [--seconds 8] [--connections 32]
+    .venv/bin/python bench/report_endpoint.py [--seconds 8] [--connections 32] [--rounds 3]
 
 Needs `wrk` (apt-get install wrk). Logged-in sessions of 16 tenants post distinct months, so no
 request is deduplicated. Baselines, measured in the same run on the same server: a trivial 202
@@ -56,6 +56,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed: apt-get install wrk")
@@ -70,19 +71,27 @@ def main() -> None:
         }
     )
     port = 8765
-    results = {}
+    views = (
+        ("trivial", "/bench/trivial/"),
+        ("minimal-I/O", "/bench/minimal/"),
+        ("report", "/app/reports/"),
+    )
+    # Each view is measured in every round, the rounds interleaved, and each keeps its best run:
+    # on this shared VM a single run can be 40 % off, in either direction.
+    best: dict[str, tuple[float, float]] = {}
     with gunicorn(port):
-        for name, path in (
-            ("trivial", "/bench/trivial/"),
-            ("minimal-I/O", "/bench/minimal/"),
-            ("report", "/app/reports/"),
-        ):
-            reset()
-            rps, p99, codes = run_wrk(
-                f"http://127.0.0.1:{port}{path}", script, args.seconds, args.connections
-            )
-            results[name] = (rps, p99)
-            print(f"{name:12s} {rps:8.0f} req/s   p99 {p99:6.1f} ms   {codes}")
+        for round_ in range(1, args.rounds + 1):
+            for name, path in views:
+                reset()
+                rps, p99, codes = run_wrk(
+                    f"http://127.0.0.1:{port}{path}", script, args.seconds, args.connections
+                )
+                print(f"round {round_}  {name:12s} {rps:8.0f} req/s   p99 {p99:6.1f} ms   {codes}")
+                if name not in best or rps > best[name][0]:
+                    best[name] = (rps, p99)
+    for name, _ in views:
+        print(f"best  {name:12s} {best[name][0]:8.0f} req/s   p99 {best[name][1]:6.1f} ms")
+    results = best
     created = count_reports()
     rps, p99 = results["report"]
     print(f"reports created in the last run: {created} (each request a distinct tenant-month)")

@@ -12,12 +12,13 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
-from django.db import connection, transaction
+from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 import jobs
 from billing.models import Charge, Invoice, Report, Tenant
+from jobs.db import db_uuid, execute_returning
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ class TooManyReports(Exception):
     """The tenant already has the maximum number of reports in progress."""
 
 
-def report_request(*, tenant: Tenant, month: date, user: Any) -> tuple[Report, bool]:
+def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, bool]:
     """The tenant's report for the month, requested if needed: (report, newly requested).
 
     A report that is waiting, running or ready is returned as it is; a failed one is tried
@@ -44,24 +45,24 @@ def report_request(*, tenant: Tenant, month: date, user: Any) -> tuple[Report, b
     with transaction.atomic():
         run, created = jobs.enqueue_once(
             "billing.generate_monthly_report",
-            {"tenant_id": tenant.pk, "month": f"{month:%Y-%m}"},
-            key=f"report:{tenant.pk}:{month:%Y-%m}",
+            {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"},
+            key=f"report:{tenant_id}:{month:%Y-%m}",
         )
         if created:
-            report = _insert_report(tenant=tenant, month=month, user=user, run=run)
+            report = _insert_report(tenant_id=tenant_id, month=month, user=user, run=run)
             if report is not None:
                 return report, True
             # Over the limit, or a report whose run was pruned: drop the run, send nothing.
             transaction.set_rollback(True)
-    existing = Report.objects.filter(tenant=tenant, month=month).select_related("run").first()
+    existing = Report.objects.filter(tenant_id=tenant_id, month=month).select_related("run").first()
     if existing is None:
         if created:
             raise TooManyReports
-        return _report_for_orphan_run(tenant=tenant, month=month, user=user, run=run), True
+        return _report_for_orphan_run(tenant_id=tenant_id, month=month, user=user, run=run), True
     if existing.state != Report.State.FAILED:
         return existing, False
     with transaction.atomic():
-        if Report.objects.active().filter(tenant=tenant).count() >= max_active_reports():
+        if Report.objects.active().filter(tenant_id=tenant_id).count() >= max_active_reports():
             raise TooManyReports
         return _report_retry(existing, user), True
 
@@ -80,30 +81,33 @@ RETURNING id
 """
 
 
-def _insert_report(*, tenant: Tenant, month: date, user: Any, run: Any) -> Report | None:
+def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Report | None:
     """The new report, or None when the tenant is at its limit or the month has a report."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _INSERT_REPORT,
-            [tenant.pk, month, user.pk, run.pk, now, tenant.pk, max_active_reports()],
-        )
-        row = cursor.fetchone()
-    if row is None:
+    # Prepared once per connection on PostgreSQL (jobs' helper), like the run's own INSERT.
+    rows = execute_returning(
+        _INSERT_REPORT,
+        [tenant_id, month, user.pk, db_uuid(run.pk), now, tenant_id, max_active_reports()],
+    )
+    if not rows:
         return None
-    return Report(id=row[0], tenant=tenant, month=month, requested_by=user, run=run, created_at=now)
+    return Report(
+        id=rows[0][0], tenant_id=tenant_id, month=month, requested_by=user, run=run, created_at=now
+    )
 
 
-def _report_for_orphan_run(*, tenant: Tenant, month: date, user: Any, run: Any) -> Report:
+def _report_for_orphan_run(*, tenant_id: int, month: date, user: Any, run: Any) -> Report:
     """The month's run exists but its report was deleted (from the admin): a new report that
     follows the run while it is still going, or a fresh run if it has finished."""
     with transaction.atomic():
         if not run.is_finished:
-            return Report.objects.create(tenant=tenant, month=month, requested_by=user, run=run)
+            return Report.objects.create(
+                tenant_id=tenant_id, month=month, requested_by=user, run=run
+            )
         fresh = jobs.enqueue(
-            "billing.generate_monthly_report", {"tenant_id": tenant.pk, "month": f"{month:%Y-%m}"}
+            "billing.generate_monthly_report", {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"}
         )
-        return Report.objects.create(tenant=tenant, month=month, requested_by=user, run=fresh)
+        return Report.objects.create(tenant_id=tenant_id, month=month, requested_by=user, run=fresh)
 
 
 def _report_retry(report: Report, user: Any) -> Report:

@@ -37,6 +37,20 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """
 
+# The same columns for one run (`jobs.enqueue()`, once per web request that enqueues): plain
+# VALUES, prepared once per connection, costs a third of the array form for a single row.
+_INSERT_ONE_RUN = """
+INSERT INTO jobs_jobrun (
+    id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
+    time_limit_seconds, created_at, run_after, finished_at, key,
+    attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
+)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+        0, '', 0, '', '', '', false, '[]'::jsonb)
+ON CONFLICT DO NOTHING
+RETURNING id
+"""
+
 _UPDATE_SCHEDULES = """
 UPDATE jobs_schedule AS s
 SET next_run_at = u.next_run_at, last_fired_at = u.last_fired_at, enabled = u.enabled,
@@ -67,30 +81,37 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
         models = [r if isinstance(r, JobRun) else r.as_model() for r in runs]
         JobRun.objects.bulk_create(models, ignore_conflicts=True)
         return set(JobRun.objects.filter(id__in=[r.id for r in runs]).values_list("id", flat=True))
+    if len(runs) == 1:
+        with raw_cursor() as cursor:
+            cursor.execute(_INSERT_ONE_RUN, _row(runs[0]), prepare=True)
+            return {row[0] for row in cursor.fetchall()}
     columns: list[list[object]] = [[] for _ in range(15)]
     for r in runs:
-        row = (
-            r.id,
-            r.job,
-            Jsonb(r.payload),
-            r.schedule_id,
-            r.scheduled_for,
-            r.state,
-            r.reason,
-            r.queue,
-            r.priority,
-            r.max_retries,
-            r.time_limit_seconds,
-            r.created_at,
-            r.run_after,
-            r.finished_at,
-            getattr(r, "key", None),
-        )
-        for column, value in zip(columns, row, strict=True):
+        for column, value in zip(columns, _row(r), strict=True):
             column.append(value)
     with raw_cursor() as cursor:
         cursor.execute(_INSERT_RUNS, columns)
         return {row[0] for row in cursor.fetchall()}
+
+
+def _row(r: Any) -> tuple[object, ...]:
+    return (
+        r.id,
+        r.job,
+        Jsonb(r.payload),
+        r.schedule_id,
+        r.scheduled_for,
+        r.state,
+        r.reason,
+        r.queue,
+        r.priority,
+        r.max_retries,
+        r.time_limit_seconds,
+        r.created_at,
+        r.run_after,
+        r.finished_at,
+        getattr(r, "key", None),
+    )
 
 
 def update_schedules(schedules: Sequence[Schedule]) -> None:

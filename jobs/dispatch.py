@@ -23,7 +23,6 @@ from dramatiq.common import current_millis, dq_name
 from dramatiq.middleware import Middleware
 
 from jobs.bulk import mark_queued
-from jobs.marks import queued_marks
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -137,10 +136,9 @@ def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int
     return send_and_mark(runs)
 
 
-def send_and_mark(runs: Sequence[Any], *, defer_mark: bool = False) -> int:
+def send_and_mark(runs: Sequence[Any]) -> int:
     """Send these runs' messages (JobRun or scheduler.NewRun) and mark the pending ones queued;
-    0 if the broker failed. With `defer_mark` the mark is left to a background thread
-    (jobs/marks.py), so a web request that enqueues pays no second commit."""
+    0 if the broker failed."""
     if not runs:
         return 0
     now = timezone.now()
@@ -155,10 +153,7 @@ def send_and_mark(runs: Sequence[Any], *, defer_mark: bool = False) -> int:
             len(runs),
         )
         return 0
-    if defer_mark:
-        queued_marks.add(r.id for r in runs)
-    else:
-        mark_queued([r.id for r in runs], timezone.now())
+    mark_queued([r.id for r in runs], timezone.now())
     return len(runs)
 
 

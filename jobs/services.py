@@ -93,7 +93,7 @@ def enqueue_once(
         if existing is None:
             raise IntegrityError(f"run {run.id} was not inserted and no run has key {key!r}")
         return existing, False
-    transaction.on_commit(partial(send_and_mark, [run], defer_mark=True))
+    transaction.on_commit(partial(send_and_mark, [run]))
     return run, True
 
 

@@ -7,10 +7,6 @@ from saas.settings import DRAMATIQ_BROKER, INSTALLED_APPS
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]
 
-# Marks written by jobs' background thread (its own connection) would not see the rows of a
-# test's open transaction; tests/jobs/test_marks.py covers the thread itself.
-JOBS_MARK_SENT_IN_BACKGROUND = False
-
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # End-to-end tests shorten the lease and the broker heartbeat to prove recovery quickly.

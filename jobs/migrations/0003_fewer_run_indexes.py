@@ -5,24 +5,41 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0002_seed_prune_schedule'),
+        ("jobs", "0002_seed_prune_schedule"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='jobrun',
-            name='retry_of',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='retries', to='jobs.jobrun'),
+            model_name="jobrun",
+            name="retry_of",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="retries",
+                to="jobs.jobrun",
+            ),
         ),
         migrations.AlterField(
-            model_name='jobrun',
-            name='schedule',
-            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='runs', to='jobs.schedule'),
+            model_name="jobrun",
+            name="schedule",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="runs",
+                to="jobs.schedule",
+            ),
         ),
         migrations.AddIndex(
-            model_name='jobrun',
-            index=models.Index(condition=models.Q(('retry_of__isnull', False)), fields=['retry_of'], name='jobs_run_retry_of_idx'),
+            model_name="jobrun",
+            index=models.Index(
+                condition=models.Q(("retry_of__isnull", False)),
+                fields=["retry_of"],
+                name="jobs_run_retry_of_idx",
+            ),
         ),
     ]

@@ -11,6 +11,7 @@ from django.test import Client
 
 from billing.models import Invoice, Membership, Report, Tenant
 from jobs.models import JobRun
+from tests.conftest import queued_message_ids
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -118,6 +119,8 @@ def test_too_many_reports_at_once_is_429_with_retry_after(
     assert response.status_code == 429
     assert int(response["Retry-After"]) > 0
     assert Report.objects.count() == 3
+    assert JobRun.objects.count() == 3, "the refused request's run was rolled back, not sent"
+    assert len(queued_message_ids(broker)) == 3
     # A month already requested still answers 202 with its report.
     assert client.post("/app/reports/", {"month": "2026-08"}).status_code == 202
 
@@ -165,3 +168,68 @@ def test_the_dashboard_lists_invoices_escaped(people: dict[str, Any]) -> None:
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "49.00 EUR" in page
     assert 'aria-live="polite"' in page and "Generate monthly report" in page
+
+
+def test_a_failed_report_is_tried_again_as_the_same_report(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    first = client.post("/app/reports/", {"month": "2026-10"}).json()
+    report = Report.objects.get(pk=first["id"])
+    JobRun.objects.filter(pk=report.run_id).update(state="dead")
+    Report.objects.filter(pk=report.pk).update(state="failed", message="It broke.")
+    again = client.post("/app/reports/", {"month": "2026-10"})
+    assert again.status_code == 202 and again.json()["id"] == report.pk
+    report.refresh_from_db()
+    assert report.state == "pending" and report.message == ""
+    assert report.run.retry_of_id == first_run_id(people, "2026-10")
+    assert str(report.run_id) in queued_message_ids(broker)
+
+
+def first_run_id(people: dict[str, Any], month: str) -> Any:
+    return JobRun.objects.get(key=f"report:{people['acme'].pk}:{month}").pk
+
+
+def test_a_report_deleted_by_an_operator_is_made_again(people: dict[str, Any], broker: Any) -> None:
+    client = logged_in(people["alice"])
+    first = client.post("/app/reports/", {"month": "2026-10"}).json()
+    Report.objects.filter(pk=first["id"]).delete()  # the keyed run is still there
+    again = client.post("/app/reports/", {"month": "2026-10"})
+    assert again.status_code == 202
+    report = Report.objects.get(pk=again.json()["id"])
+    assert report.run_id == first_run_id(people, "2026-10"), "follows the run still queued"
+    # Once that run has finished, a new request gets a fresh run.
+    JobRun.objects.filter(pk=report.run_id).update(state="succeeded")
+    report.delete()
+    third = client.post("/app/reports/", {"month": "2026-10"})
+    assert third.status_code == 202
+    fresh = Report.objects.get(pk=third.json()["id"]).run
+    assert fresh is not None and fresh.state == "queued"
+    assert fresh.pk != first_run_id(people, "2026-10")
+
+
+def test_a_ready_report_whose_run_was_pruned_is_returned_as_it_is(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    first = client.post("/app/reports/", {"month": "2026-10"}).json()
+    Report.objects.filter(pk=first["id"]).update(state="ready", file="reports/x.pdf")
+    JobRun.objects.all().delete()  # retention pruned the run: its key is free again
+    broker.flush_all()
+    again = client.post("/app/reports/", {"month": "2026-10"})
+    assert again.status_code == 202 and again.json()["id"] == first["id"]
+    assert again.json()["state"] == "ready"
+    assert JobRun.objects.count() == 0 and queued_message_ids(broker) == [], "nothing new ran"
+
+
+def test_the_first_membership_decides_the_tenant(people: dict[str, Any], broker: Any) -> None:
+    Membership.objects.create(user=people["alice"], tenant=people["globex"])
+    body = logged_in(people["alice"]).post("/app/reports/", {"month": "2026-10"}).json()
+    assert Report.objects.get(pk=body["id"]).tenant == people["acme"]
+
+
+def test_a_deactivated_user_is_logged_out(people: dict[str, Any], broker: Any) -> None:
+    client = logged_in(people["alice"])
+    User.objects.filter(pk=people["alice"].pk).update(is_active=False)
+    assert client.post("/app/reports/", {"month": "2026-10"}).status_code == 401
+    assert Report.objects.count() == 0
