@@ -1,12 +1,15 @@
 """Set-based writes for the scheduler's hot path.
 
-On PostgreSQL each helper is one statement over arrays (`unnest`), because Django's
-bulk_create/bulk_update spend most of a large tick compiling SQL; elsewhere (the embedded
-SQLite default) they fall back to the ORM.
+On PostgreSQL each helper is one statement whose rows arrive as a single JSON document
+(`json_to_recordset`), because Django's bulk_create/bulk_update spend most of a large tick
+compiling SQL, and psycopg adapts Python lists to arrays element by element in Python: for a
+batch of 500 runs, 8.5 ms of CPU as arrays, 3.5 ms as JSON (encoded in C, parsed by
+PostgreSQL). Elsewhere (the embedded SQLite default) they fall back to the ORM.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -27,12 +30,11 @@ INSERT INTO jobs_jobrun (
 SELECT u.id, u.job, u.payload, u.schedule_id, u.scheduled_for, u.state, u.reason, u.queue,
        u.priority, u.max_retries, u.time_limit_seconds, u.created_at, u.run_after, u.finished_at,
        u.key, 0, '', 0, '', '', '', false, '[]'::jsonb
-FROM unnest(
-    %s::uuid[], %s::text[], %s::jsonb[], %s::bigint[], %s::timestamptz[], %s::text[], %s::text[],
-    %s::text[], %s::smallint[], %s::smallint[], %s::integer[], %s::timestamptz[],
-    %s::timestamptz[], %s::timestamptz[], %s::text[]
-) AS u(id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
-       time_limit_seconds, created_at, run_after, finished_at, key)
+FROM json_to_recordset(%s::json) AS u(
+    id uuid, job text, payload jsonb, schedule_id bigint, scheduled_for timestamptz, state text,
+    reason text, queue text, priority smallint, max_retries smallint, time_limit_seconds integer,
+    created_at timestamptz, run_after timestamptz, finished_at timestamptz, key text
+)
 ON CONFLICT DO NOTHING
 RETURNING id
 """
@@ -55,8 +57,9 @@ _UPDATE_SCHEDULES = """
 UPDATE jobs_schedule AS s
 SET next_run_at = u.next_run_at, last_fired_at = u.last_fired_at, enabled = u.enabled,
     paused_reason = u.paused_reason
-FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::text[])
-    AS u(id, next_run_at, last_fired_at, enabled, paused_reason)
+FROM json_to_recordset(%s::json)
+    AS u(id bigint, next_run_at timestamptz, last_fired_at timestamptz, enabled boolean,
+         paused_reason text)
 WHERE s.id = u.id
 """
 
@@ -85,16 +88,33 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
         with raw_cursor() as cursor:
             cursor.execute(_INSERT_ONE_RUN, _row(runs[0]), prepare=True)
             return {row[0] for row in cursor.fetchall()}
-    columns: list[list[object]] = [[] for _ in range(15)]
-    for r in runs:
-        for column, value in zip(columns, _row(r), strict=True):
-            column.append(value)
+    rows = [
+        {
+            "id": r.id,
+            "job": r.job,
+            "payload": r.payload,
+            "schedule_id": r.schedule_id,
+            "scheduled_for": r.scheduled_for,
+            "state": r.state,
+            "reason": r.reason,
+            "queue": r.queue,
+            "priority": r.priority,
+            "max_retries": r.max_retries,
+            "time_limit_seconds": r.time_limit_seconds,
+            "created_at": r.created_at,
+            "run_after": r.run_after,
+            "finished_at": r.finished_at,
+            "key": getattr(r, "key", None),
+        }
+        for r in runs
+    ]
     with raw_cursor() as cursor:
-        cursor.execute(_INSERT_RUNS, columns)
+        cursor.execute(_INSERT_RUNS, [_json(rows)])
         return {row[0] for row in cursor.fetchall()}
 
 
 def _row(r: Any) -> tuple[object, ...]:
+    """The parameters of _INSERT_ONE_RUN."""
     return (
         r.id,
         r.job,
@@ -114,6 +134,11 @@ def _row(r: Any) -> tuple[object, ...]:
     )
 
 
+def _json(rows: list[dict[str, Any]]) -> str:
+    # UUIDs and aware datetimes as str(): "2026-11-28 02:00:00+00:00" is what PostgreSQL reads.
+    return json.dumps(rows, default=str)
+
+
 def update_schedules(schedules: Sequence[Schedule]) -> None:
     """Write back what a tick changed on each schedule."""
     if connection.vendor != "postgresql":
@@ -125,11 +150,18 @@ def update_schedules(schedules: Sequence[Schedule]) -> None:
         cursor.execute(
             _UPDATE_SCHEDULES,
             [
-                [s.id for s in schedules],
-                [s.next_run_at for s in schedules],
-                [s.last_fired_at for s in schedules],
-                [s.enabled for s in schedules],
-                [s.paused_reason for s in schedules],
+                _json(
+                    [
+                        {
+                            "id": s.id,
+                            "next_run_at": s.next_run_at,
+                            "last_fired_at": s.last_fired_at,
+                            "enabled": s.enabled,
+                            "paused_reason": s.paused_reason,
+                        }
+                        for s in schedules
+                    ]
+                )
             ],
         )
 
@@ -143,7 +175,8 @@ def mark_queued(run_ids: Sequence[uuid.UUID], now: object) -> int:
     with raw_cursor() as cursor:
         cursor.execute(
             f"UPDATE jobs_jobrun SET state = 'queued', enqueued_at = %s {no_flush_wait()} "  # noqa: S608 - a constant fragment, values bound
-            "WHERE id = ANY(%s::uuid[]) AND state = 'pending'",
-            [now, list(run_ids)],
+            "WHERE id = ANY(string_to_array(%s, ',')::uuid[]) AND state = 'pending'",
+            # One comma-separated string: adapting a list of UUIDs costs more in Python.
+            [now, ",".join(map(str, run_ids))],
         )
         return int(cursor.rowcount)

@@ -139,6 +139,9 @@ def plan_runs(batch: list[Schedule], now: datetime, result: TickResult) -> list[
 
     # Many schedules share a timing (every tenant's "0 2 * * *"): plan each distinct one once.
     plan_due = cache(schedules.plan_due)
+    # Real time, not the tick's `now` (which may lag or be a test clock): the sweep compares
+    # created_at with the wall clock to find sends that never happened.
+    created_at = timezone.now()
     runs: list[NewRun] = []
     for schedule in batch:
         try:
@@ -172,10 +175,12 @@ def plan_runs(batch: list[Schedule], now: datetime, result: TickResult) -> list[
             ]
             fire, spec = [], None
         for slot in fire:
-            runs.append(_new_run(schedule, spec, slot, State.PENDING, now))
+            runs.append(_new_run(schedule, spec, slot, State.PENDING, now, created_at))
             result.lateness.append((now - slot).total_seconds())
         for slot, reason in skip:
-            runs.append(_new_run(schedule, spec, slot, State.SKIPPED, now, reason=reason))
+            runs.append(
+                _new_run(schedule, spec, slot, State.SKIPPED, now, created_at, reason=reason)
+            )
         if plan.skipped_unrecorded:
             logger.warning(
                 "schedule %r: %d more missed slot(s) not recorded (cap %d)",
@@ -248,6 +253,7 @@ def _new_run(
     slot: datetime,
     state: str,
     now: datetime,
+    created_at: datetime,
     *,
     reason: str = "",
 ) -> NewRun:
@@ -273,9 +279,7 @@ def _new_run(
         max_retries=max_retries,
         time_limit_seconds=schedule.time_limit_seconds
         or (spec.time_limit_seconds if spec else None),
-        # Real time, not the tick's `now` (which may lag or be a test clock): the sweep
-        # compares created_at with the wall clock to find sends that never happened.
-        created_at=timezone.now(),
+        created_at=created_at,
         run_after=run_after,
         finished_at=now if state == State.SKIPPED else None,
     )
