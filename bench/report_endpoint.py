@@ -131,10 +131,20 @@ def reset() -> None:
     import dramatiq
     from django.db import connection
 
+    from django.db import OperationalError
+
     dramatiq.get_broker().client.flushdb()
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE billing_report, jobs_jobrun CASCADE")
-        cursor.execute("VACUUM ANALYZE jobs_jobrun")
+    for attempt in range(5):
+        try:
+            # Requests still in flight after wrk stops can deadlock with the TRUNCATE.
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE billing_report, jobs_jobrun CASCADE")
+                cursor.execute("VACUUM ANALYZE jobs_jobrun")
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(1)
 
 
 def count_reports() -> int:
