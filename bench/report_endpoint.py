@@ -129,9 +129,7 @@ def make_sessions() -> list[tuple[str, str]]:
 
 def reset() -> None:
     import dramatiq
-    from django.db import connection
-
-    from django.db import OperationalError
+    from django.db import OperationalError, connection
 
     dramatiq.get_broker().client.flushdb()
     for attempt in range(5):
