@@ -185,7 +185,7 @@ class JobRun(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job = models.CharField(max_length=200)
     payload = models.JSONField(default=dict, blank=True)
-    # No index of its own: UNIQUE(schedule, scheduled_for) leads with it. Every index costs
+    # No index of its own: jobs_run_unique_slot leads with it. Every index costs
     # each inserted run and each state change (a state change is never a HOT update here,
     # because `state` is in the partial indexes' conditions).
     schedule = models.ForeignKey(
@@ -240,8 +240,12 @@ class JobRun(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            # Partial: ad-hoc and "run now" runs have no slot, and an index entry for them
+            # would cost every write of such a run (each state change writes every index).
             models.UniqueConstraint(
-                fields=["schedule", "scheduled_for"], name="jobs_run_unique_slot"
+                fields=["schedule", "scheduled_for"],
+                condition=Q(schedule__isnull=False, scheduled_for__isnull=False),
+                name="jobs_run_unique_slot",
             ),
             models.UniqueConstraint(
                 fields=["key"], condition=Q(key__isnull=False), name="jobs_run_unique_key"
@@ -262,7 +266,9 @@ class JobRun(models.Model):
             # the scheduler's bulk inserts and state changes cheap.
             models.Index(
                 fields=["schedule"],
-                condition=Q(state__in=["pending", "queued", "running", "retrying"]),
+                condition=Q(
+                    schedule__isnull=False, state__in=["pending", "queued", "running", "retrying"]
+                ),
                 name="jobs_run_active_idx",
             ),
             models.Index(
