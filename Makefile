@@ -4,6 +4,7 @@
 # Tests talk to real servers; these defaults are the local ones (override in the environment).
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/saas
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+TEST_CACHE_URL ?= redis://127.0.0.1:6379/13
 
 venv:
 	@./scripts/bootstrap
@@ -19,7 +20,8 @@ RABBITMQ_TESTS = tests/e2e/test_worker.py tests/e2e/test_django_tasks.py
 ## Run the whole test suite against local PostgreSQL and Redis, then its end-to-end worker
 ## cases again on RabbitMQ (skip that part with SKIP_RABBITMQ=1).
 test: venv
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) .venv/bin/python -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CACHE_URL=$(TEST_CACHE_URL) \
+		.venv/bin/python -m pytest $(PYTEST_ARGS)
 ifndef PYTEST_ARGS
 ifndef SKIP_RABBITMQ
 	$(MAKE) --no-print-directory test-rabbitmq
@@ -28,8 +30,8 @@ endif
 
 ## The end-to-end worker and django.tasks cases with RabbitMQ as the broker.
 test-rabbitmq: venv
-	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) BROKER_URL=$(TEST_RABBITMQ_URL) \
-		.venv/bin/python -m pytest $(RABBITMQ_TESTS)
+	DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) CACHE_URL=$(TEST_CACHE_URL) \
+		BROKER_URL=$(TEST_RABBITMQ_URL) .venv/bin/python -m pytest $(RABBITMQ_TESTS)
 
 ## Static checks: lint, format, types, Django checks, migrations, import contracts.
 check: venv

@@ -13,11 +13,13 @@ BENCH_DATABASE = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/saas_bench"
 )
 BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+BENCH_CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
 
 
 def setup_django(settings_module: str = "saas.settings") -> None:
     os.environ["DATABASE_URL"] = BENCH_DATABASE
     os.environ["REDIS_URL"] = BENCH_REDIS
+    os.environ["CACHE_URL"] = BENCH_CACHE
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Measure the production configuration: DEBUG on records every query in memory.
     os.environ["DEBUG"] = "false"

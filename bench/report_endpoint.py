@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _setup import BENCH_DATABASE, BENCH_REDIS, ROOT, setup_django
+from _setup import BENCH_CACHE, BENCH_DATABASE, BENCH_REDIS, ROOT, setup_django
 
 TENANTS = 16
 MONTHS = [f"{year}-{month:02d}" for year in range(2000, 2026) for month in range(1, 13)]
@@ -162,6 +162,7 @@ class gunicorn:  # noqa: N801 - used as a context manager
             PYTHONPATH=str(ROOT),
             DATABASE_URL=BENCH_DATABASE,
             REDIS_URL=BENCH_REDIS,
+            CACHE_URL=BENCH_CACHE,
         )
         self.log = open(Path(tempfile.gettempdir()) / "bench-gunicorn.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -20,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from _setup import BENCH_DATABASE, BENCH_REDIS, ROOT, setup_django
+from _setup import BENCH_CACHE, BENCH_DATABASE, BENCH_REDIS, ROOT, setup_django
 
 QUEUE = "bench"
 
@@ -73,6 +73,7 @@ def run_config(kind: str, processes: int, count: int) -> float:
         PYTHONPATH=str(ROOT),
         DATABASE_URL=BENCH_DATABASE,
         REDIS_URL=BENCH_REDIS,
+        CACHE_URL=BENCH_CACHE,
         LOG_LEVEL="INFO",
     )
     command = [

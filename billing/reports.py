@@ -12,13 +12,14 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 import jobs
 from billing.models import Charge, Invoice, Report, Tenant
-from jobs.db import db_uuid, execute_returning
+from jobs.db import db_datetime, db_uuid, execute_returning
+from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, b
     if existing.state != Report.State.FAILED:
         return existing, False
     with transaction.atomic():
-        if Report.objects.active().filter(tenant_id=tenant_id).count() >= max_active_reports():
+        if _active_reports(tenant_id) >= max_active_reports():
             raise TooManyReports
         return _report_retry(existing, user), True
 
@@ -87,7 +88,15 @@ def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Repor
     # Prepared once per connection on PostgreSQL (jobs' helper), like the run's own INSERT.
     rows = execute_returning(
         _INSERT_REPORT,
-        [tenant_id, month, user.pk, db_uuid(run.pk), now, tenant_id, max_active_reports()],
+        [
+            tenant_id,
+            month,
+            user.pk,
+            db_uuid(run.pk),
+            db_datetime(now),
+            tenant_id,
+            max_active_reports(),
+        ],
     )
     if not rows:
         return None
@@ -98,26 +107,54 @@ def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Repor
 
 def _report_for_orphan_run(*, tenant_id: int, month: date, user: Any, run: Any) -> Report:
     """The month's run exists but its report was deleted (from the admin): a new report that
-    follows the run while it is still going, or a fresh run if it has finished."""
-    with transaction.atomic():
-        if not run.is_finished:
-            return Report.objects.create(
+    follows the run while it is still going, or gets a fresh run if it has finished."""
+    try:
+        with transaction.atomic():
+            if _active_reports(tenant_id) >= max_active_reports():
+                raise TooManyReports
+            if run.is_finished:
+                run = _new_run(tenant_id, month, keyed=False)  # the key stays with the old run
+            report = Report.objects.create(
                 tenant_id=tenant_id, month=month, requested_by=user, run=run
             )
-        fresh = jobs.enqueue(
-            "billing.generate_monthly_report", {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"}
-        )
-        return Report.objects.create(tenant_id=tenant_id, month=month, requested_by=user, run=fresh)
+    except IntegrityError:
+        # A concurrent request made this month's report first: answer with that one.
+        return Report.objects.select_related("run").get(tenant_id=tenant_id, month=month)
+    return report
 
 
 def _report_retry(report: Report, user: Any) -> Report:
-    report = Report.objects.select_for_update().get(pk=report.pk)
-    if report.state == Report.State.FAILED:
-        report.state, report.message, report.finished_at = Report.State.PENDING, "", None
-        report.requested_by = user
-        report.run = jobs.run_retry(run=report.run) if report.run else None
-        report.save()
+    report = Report.objects.select_for_update(of=("self",)).select_related("run").get(pk=report.pk)
+    if report.state != Report.State.FAILED:
+        return report  # a concurrent request retried it already
+    run = report.run
+    if run is None:
+        # Retention pruned the failed run, which freed the month's key.
+        run = _new_run(report.tenant_id, report.month, keyed=True)
+    elif run.state in (JobRun.State.DEAD, JobRun.State.CANCELLED, JobRun.State.SKIPPED):
+        run = jobs.run_retry(run=run)  # linked to the failed run, whose history stays
+    elif run.is_finished:
+        run = _new_run(report.tenant_id, report.month, keyed=False)
+    else:
+        # The failed attempt is still being recorded (a moment): pressing again then retries.
+        return report
+    report.state, report.message, report.finished_at = Report.State.PENDING, "", None
+    report.requested_by = user
+    report.run = run
+    report.save()
     return report
+
+
+def _new_run(tenant_id: int, month: date, *, keyed: bool) -> Any:
+    return jobs.enqueue(
+        "billing.generate_monthly_report",
+        {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"},
+        key=f"report:{tenant_id}:{month:%Y-%m}" if keyed else None,
+    )
+
+
+def _active_reports(tenant_id: int) -> int:
+    return Report.objects.active().filter(tenant_id=tenant_id).count()
 
 
 def report_status(report: Report) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -27,7 +28,7 @@ INSERT INTO jobs_jobrun (
     time_limit_seconds, created_at, run_after, finished_at, key,
     attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
 )
-SELECT u.id, u.job, u.payload, u.schedule_id, u.scheduled_for, u.state, u.reason, u.queue,
+SELECT u.id, u.job, COALESCE(u.payload, 'null'::jsonb), u.schedule_id, u.scheduled_for, u.state, u.reason, u.queue,
        u.priority, u.max_retries, u.time_limit_seconds, u.created_at, u.run_after, u.finished_at,
        u.key, 0, '', 0, '', '', '', false, '[]'::jsonb
 FROM json_to_recordset(%s::json) AS u(
@@ -135,8 +136,15 @@ def _row(r: Any) -> tuple[object, ...]:
 
 
 def _json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, default=_json_value)
+
+
+def _json_value(value: object) -> str:
     # UUIDs and aware datetimes as str(): "2026-11-28 02:00:00+00:00" is what PostgreSQL reads.
-    return json.dumps(rows, default=str)
+    # Anything else is a bug upstream (payloads are validated JSON), not something to stringify.
+    if isinstance(value, uuid.UUID | datetime):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a run or schedule column value")
 
 
 def update_schedules(schedules: Sequence[Schedule]) -> None:

@@ -33,11 +33,14 @@ def update_returning(
 def no_flush_wait() -> str:
     """A FROM item that lets this one-statement transaction commit without waiting for the WAL
     flush (PostgreSQL; empty elsewhere). Only for bookkeeping whose loss in a database *server*
-    crash costs at most a re-execution: the claim, the outcome of a job with no writes of its
-    own, "sent" marks. Never for a job's writes or a newly recorded run. Measured: worker
-    throughput +20 % at 1 x 8 threads, +30 % at 2 x 8 (bench/throughput.py), because
+    crash costs at most a re-execution: the claim, the outcome of a non-atomic job (whose own
+    writes were committed, durably, before), "sent" marks. Never inside a transaction, so never
+    for an atomic job's writes and outcome, nor for a newly recorded run. Measured: worker
+    throughput +10 to +20 % at 1 x 8 threads, +30 % at 2 x 8 (bench/throughput.py), because
     every job commits twice and each commit otherwise waits for its own fsync."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    # Only in autocommit: inside a transaction the setting would last until its commit and
+    # cover every other write in it.
+    if connection.vendor != "postgresql" or not connection.get_autocommit():
         return ""
     return "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
 

@@ -185,9 +185,9 @@ class JobRun(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     job = models.CharField(max_length=200)
     payload = models.JSONField(default=dict, blank=True)
-    # No index of its own: jobs_run_unique_slot leads with it. Every index costs
-    # each inserted run and each state change (a state change is never a HOT update here,
-    # because `state` is in the partial indexes' conditions).
+    # Indexed by the partial jobs_run_schedule_idx, not a full FK index: ad-hoc runs need no
+    # entry, and every index costs each inserted run and each state change (a state change is
+    # never a HOT update here, because `state` is in the partial indexes' conditions).
     schedule = models.ForeignKey(
         Schedule,
         null=True,
@@ -277,6 +277,13 @@ class JobRun(models.Model):
                 name="jobs_run_finished_idx",
             ),
             models.Index(fields=["-created_at"], name="jobs_run_created_idx"),
+            # A schedule's runs, newest first (admin list, last run, sparkline), and the
+            # SET_NULL when a schedule is deleted.
+            models.Index(
+                fields=["schedule", "-created_at"],
+                condition=Q(schedule__isnull=False),
+                name="jobs_run_schedule_idx",
+            ),
             models.Index(
                 fields=["retry_of"],
                 condition=Q(retry_of__isnull=False),

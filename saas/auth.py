@@ -20,6 +20,10 @@ class ModelBackend(DjangoModelBackend):
     membership as `user.member_tenant_id` (None: no tenant), which every tenant view needs."""
 
     def get_user(self, user_id: Any) -> Any:
+        if connection.vendor != "postgresql":
+            # Raw rows would skip the backend's value converters (SQLite's naive datetimes);
+            # member_tenant_id then falls back to its own query.
+            return super().get_user(user_id)
         user_model = get_user_model()
         # Prepared once per connection on PostgreSQL (jobs' helper): planning the statement
         # every time cost PostgreSQL more than running it.

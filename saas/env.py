@@ -102,14 +102,19 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
             f"got {broker_url.split('://')[0]!r}."
         )
 
-    # Sessions and the cache live in Redis when there is one: a logged-in request then reads
-    # its session without a database query.
-    cache_url = (environ.get("CACHE_URL") or "").strip() or None
-    if cache_url is None and broker_url and broker_url.startswith(("redis://", "rediss://")):
-        cache_url = environ.get("REDIS_URL", "").strip() or None
+    # The cache (and with it the sessions) in Redis: a logged-in request then reads its session
+    # without a database query. Never by default the broker's Redis database: the cache's
+    # clear() is FLUSHDB, and a cache's eviction policy must not apply to queues.
+    cache_url = environ.get("CACHE_URL", "").strip() or None
     if cache_url and not cache_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigurationError(
-            f"CACHE_URL must start with redis://, rediss:// or unix://; got {cache_url.split('://')[0]!r}."
+            "CACHE_URL must start with redis://, rediss:// or unix://; "
+            f"got {cache_url.split('://')[0]!r}."
+        )
+    if cache_url and broker_url and cache_url == broker_url:
+        raise ConfigurationError(
+            "CACHE_URL must not be the broker's Redis database (the cache's clear() would "
+            "flush the queues): use another database number, e.g. redis://host:6379/1."
         )
 
     return Environment(

@@ -85,8 +85,9 @@ if ENV.cache_url:
     # query, and sessions survive a Redis restart.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
-# Django's ModelBackend with a cheaper per-request user lookup (saas/auth.py).
-AUTHENTICATION_BACKENDS = ["saas.auth.ModelBackend"]
+# Django's ModelBackend with a cheaper per-request user lookup (saas/auth.py). Django's own
+# stays listed so that sessions logged in through it keep working.
+AUTHENTICATION_BACKENDS = ["saas.auth.ModelBackend", "django.contrib.auth.backends.ModelBackend"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

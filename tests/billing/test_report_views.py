@@ -233,3 +233,19 @@ def test_a_deactivated_user_is_logged_out(people: dict[str, Any], broker: Any) -
     User.objects.filter(pk=people["alice"].pk).update(is_active=False)
     assert client.post("/app/reports/", {"month": "2026-10"}).status_code == 401
     assert Report.objects.count() == 0
+
+
+def test_a_failed_report_whose_run_was_pruned_gets_a_fresh_keyed_run(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    first = client.post("/app/reports/", {"month": "2026-10"}).json()
+    Report.objects.filter(pk=first["id"]).update(state="failed", message="It broke.")
+    JobRun.objects.all().delete()  # retention pruned the dead run (report.run -> NULL)
+    broker.flush_all()
+    again = client.post("/app/reports/", {"month": "2026-10"})
+    assert again.status_code == 202 and again.json()["id"] == first["id"]
+    report = Report.objects.get(pk=first["id"])
+    assert report.state == "pending" and report.run is not None, "not left pending forever"
+    assert report.run.key == f"report:{people['acme'].pk}:2026-10"
+    assert queued_message_ids(broker) == [str(report.run_id)]

@@ -59,6 +59,13 @@ def test_broker_url_overrides_redis_url_for_rabbitmq(tmp_path: Path) -> None:
     )
 
 
+def test_the_cache_and_sessions_use_redis_only_when_asked(tmp_path: Path) -> None:
+    assert read_environment({}, tmp_path).cache_url is None
+    assert read_environment({"REDIS_URL": "redis://r/0"}, tmp_path).cache_url is None
+    own = {"REDIS_URL": "redis://r/0", "CACHE_URL": "redis://r/1"}
+    assert read_environment(own, tmp_path).cache_url == "redis://r/1"
+
+
 @pytest.mark.parametrize(
     ("environ", "names"),
     [
@@ -70,6 +77,8 @@ def test_broker_url_overrides_redis_url_for_rabbitmq(tmp_path: Path) -> None:
         ({"TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
         ({"REDIS_URL": "http://localhost:6379"}, "REDIS_URL"),
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
+        ({"CACHE_URL": "memcached://x:11211"}, "CACHE_URL"),
+        ({"CACHE_URL": "redis://r/0", "REDIS_URL": "redis://r/0"}, "CACHE_URL"),
     ],
 )
 def test_unsafe_or_broken_values_are_refused_naming_the_variable(
