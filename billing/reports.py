@@ -33,6 +33,18 @@ class TooManyReports(Exception):
     """The tenant already has the maximum number of reports in progress."""
 
 
+REPORT_JOB = "billing.generate_monthly_report"
+
+
+def _payload(tenant_id: int, month: date) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"}
+
+
+def _key(tenant_id: int, month: date) -> str:
+    """The run's idempotency key: one report run per tenant and month."""
+    return f"report:{tenant_id}:{month:%Y-%m}"
+
+
 def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, bool]:
     """The tenant's report for the month, requested if needed: (report, newly requested).
 
@@ -45,9 +57,7 @@ def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, b
     # when the key is taken (a repeated press, a failed report) is the existing report read.
     with transaction.atomic():
         run, created = jobs.enqueue_once(
-            "billing.generate_monthly_report",
-            {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"},
-            key=f"report:{tenant_id}:{month:%Y-%m}",
+            REPORT_JOB, _payload(tenant_id, month), key=_key(tenant_id, month)
         )
         if created:
             report = _insert_report(tenant_id=tenant_id, month=month, user=user, run=run)
@@ -146,11 +156,8 @@ def _report_retry(report: Report, user: Any) -> Report:
 
 
 def _new_run(tenant_id: int, month: date, *, keyed: bool) -> Any:
-    return jobs.enqueue(
-        "billing.generate_monthly_report",
-        {"tenant_id": tenant_id, "month": f"{month:%Y-%m}"},
-        key=f"report:{tenant_id}:{month:%Y-%m}" if keyed else None,
-    )
+    key = _key(tenant_id, month) if keyed else None
+    return jobs.enqueue(REPORT_JOB, _payload(tenant_id, month), key=key)
 
 
 def _active_reports(tenant_id: int) -> int:

@@ -22,15 +22,36 @@ from psycopg.types.json import Jsonb
 from jobs.db import no_flush_wait
 from jobs.models import JobRun, Schedule
 
-_INSERT_RUNS = """
+# The columns a new run sets; the others start at their defaults (attempts 0, no error, ...).
+_RUN_COLUMNS = (
+    "id",
+    "job",
+    "payload",
+    "schedule_id",
+    "scheduled_for",
+    "state",
+    "reason",
+    "queue",
+    "priority",
+    "max_retries",
+    "time_limit_seconds",
+    "created_at",
+    "run_after",
+    "finished_at",
+    "key",
+)
+_INSERT_INTO_RUNS = f"""
 INSERT INTO jobs_jobrun (
-    id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
-    time_limit_seconds, created_at, run_after, finished_at, key,
+    {", ".join(_RUN_COLUMNS)},
     attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
 )
-SELECT u.id, u.job, COALESCE(u.payload, 'null'::jsonb), u.schedule_id, u.scheduled_for, u.state, u.reason, u.queue,
-       u.priority, u.max_retries, u.time_limit_seconds, u.created_at, u.run_after, u.finished_at,
-       u.key, 0, '', 0, '', '', '', false, '[]'::jsonb
+"""  # noqa: S608 - column names, no values
+_DEFAULTS = "0, '', 0, '', '', '', false, '[]'::jsonb"
+
+_INSERT_RUNS = f"""{_INSERT_INTO_RUNS}
+SELECT u.id, u.job, COALESCE(u.payload, 'null'::jsonb), u.schedule_id, u.scheduled_for,
+       u.state, u.reason, u.queue, u.priority, u.max_retries, u.time_limit_seconds,
+       u.created_at, u.run_after, u.finished_at, u.key, {_DEFAULTS}
 FROM json_to_recordset(%s::json) AS u(
     id uuid, job text, payload jsonb, schedule_id bigint, scheduled_for timestamptz, state text,
     reason text, queue text, priority smallint, max_retries smallint, time_limit_seconds integer,
@@ -38,21 +59,15 @@ FROM json_to_recordset(%s::json) AS u(
 )
 ON CONFLICT DO NOTHING
 RETURNING id
-"""
+"""  # noqa: S608 - constants only, values bound
 
-# The same columns for one run (`jobs.enqueue()`, once per web request that enqueues): plain
-# VALUES, prepared once per connection, costs a third of the array form for a single row.
-_INSERT_ONE_RUN = """
-INSERT INTO jobs_jobrun (
-    id, job, payload, schedule_id, scheduled_for, state, reason, queue, priority, max_retries,
-    time_limit_seconds, created_at, run_after, finished_at, key,
-    attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
-)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
-        0, '', 0, '', '', '', false, '[]'::jsonb)
+# One run (`jobs.enqueue()`, once per web request that enqueues): plain VALUES, prepared once
+# per connection, costs 0.2 ms less per call than the JSON form (measured in-process).
+_INSERT_ONE_RUN = f"""{_INSERT_INTO_RUNS}
+VALUES ({", ".join(["%s"] * len(_RUN_COLUMNS))}, {_DEFAULTS})
 ON CONFLICT DO NOTHING
 RETURNING id
-"""
+"""  # noqa: S608 - constants only, values bound
 
 _UPDATE_SCHEDULES = """
 UPDATE jobs_schedule AS s
@@ -86,40 +101,23 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
         JobRun.objects.bulk_create(models, ignore_conflicts=True)
         return set(JobRun.objects.filter(id__in=[r.id for r in runs]).values_list("id", flat=True))
     if len(runs) == 1:
+        values = _run_values(runs[0])
+        values[2] = Jsonb(values[2])  # the payload
         with raw_cursor() as cursor:
-            cursor.execute(_INSERT_ONE_RUN, _row(runs[0]), prepare=True)
+            cursor.execute(_INSERT_ONE_RUN, values, prepare=True)
             return {row[0] for row in cursor.fetchall()}
-    rows = [
-        {
-            "id": r.id,
-            "job": r.job,
-            "payload": r.payload,
-            "schedule_id": r.schedule_id,
-            "scheduled_for": r.scheduled_for,
-            "state": r.state,
-            "reason": r.reason,
-            "queue": r.queue,
-            "priority": r.priority,
-            "max_retries": r.max_retries,
-            "time_limit_seconds": r.time_limit_seconds,
-            "created_at": r.created_at,
-            "run_after": r.run_after,
-            "finished_at": r.finished_at,
-            "key": getattr(r, "key", None),
-        }
-        for r in runs
-    ]
+    rows = [dict(zip(_RUN_COLUMNS, _run_values(r), strict=True)) for r in runs]
     with raw_cursor() as cursor:
         cursor.execute(_INSERT_RUNS, [_json(rows)])
         return {row[0] for row in cursor.fetchall()}
 
 
-def _row(r: Any) -> tuple[object, ...]:
-    """The parameters of _INSERT_ONE_RUN."""
-    return (
+def _run_values(r: Any) -> list[Any]:
+    """A run's values in _RUN_COLUMNS order (JobRun or scheduler.NewRun)."""
+    return [
         r.id,
         r.job,
-        Jsonb(r.payload),
+        r.payload,
         r.schedule_id,
         r.scheduled_for,
         r.state,
@@ -132,7 +130,7 @@ def _row(r: Any) -> tuple[object, ...]:
         r.run_after,
         r.finished_at,
         getattr(r, "key", None),
-    )
+    ]
 
 
 def _json(rows: list[dict[str, Any]]) -> str:

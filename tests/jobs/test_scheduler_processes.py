@@ -85,6 +85,16 @@ def test_three_schedulers_fire_every_slot_exactly_once(broker: RedisBroker, tmp_
     assert redis_ids == total, "every run was sent exactly once"
 
 
+def run_scheduler_once() -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        manage_command("runscheduler", "--once"),
+        env=project_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_once_runs_one_tick_and_reports_it(broker: RedisBroker) -> None:
     Schedule.objects.all().delete()
     slot = datetime.now(UTC).replace(second=0, microsecond=0)
@@ -96,13 +106,7 @@ def test_once_runs_one_tick_and_reports_it(broker: RedisBroker) -> None:
         next_run_at=slot,
         misfire_grace_seconds=600,
     )
-    result = subprocess.run(
-        manage_command("runscheduler", "--once"),
-        env=project_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_scheduler_once()
     assert result.returncode == 0, result.stderr
     assert "1 schedule(s), 1 fired, 0 skipped, 1 sent" in result.stdout
     assert JobRun.objects.get().state == "queued"
@@ -144,13 +148,7 @@ def test_a_schedule_with_broken_timing_is_disabled_and_the_others_still_fire(
         next_run_at=slot,
         misfire_grace_seconds=600,
     )
-    result = subprocess.run(
-        manage_command("runscheduler", "--once"),
-        env=project_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_scheduler_once()
     assert result.returncode == 0, result.stderr
     assert "schedule 'broken' disabled: its timing is invalid" in result.stderr
     broken = Schedule.objects.get(name="broken")
