@@ -119,41 +119,23 @@ class Schedule(models.Model):
 
     def timing(self) -> schedules.Timing:
         """The pure description of when this schedule fires (see jobs/schedules.py)."""
-        return self.timing_of(
-            self.kind,
-            self.timezone,
-            self.cron,
-            self.interval_seconds,
-            self.run_at,
-            self.starts_at,
-            self.ends_at,
-            self.created_at,
-        )
+        return self.timing_of(self)
 
     @classmethod
-    def timing_of(
-        cls,
-        kind: str,
-        timezone: str,
-        cron: str,
-        interval_seconds: int | None,
-        run_at: datetime | None,
-        starts_at: datetime | None,
-        ends_at: datetime | None,
-        created_at: datetime | None,
-    ) -> schedules.Timing:
-        """timing() from column values (the scheduler reads rows without model instances)."""
+    def timing_of(cls, row: Any) -> schedules.Timing:
+        """timing() of anything with a schedule's timing columns as attributes (the scheduler
+        reads rows without building model instances)."""
         return schedules.Timing(
-            kind=kind,
-            timezone=timezone,
-            cron=cron,
-            interval=timedelta(seconds=interval_seconds) if interval_seconds else None,
-            run_at=run_at,
-            starts_at=starts_at,
-            ends_at=ends_at,
+            kind=row.kind,
+            timezone=row.timezone,
+            cron=row.cron,
+            interval=timedelta(seconds=row.interval_seconds) if row.interval_seconds else None,
+            run_at=row.run_at,
+            starts_at=row.starts_at,
+            ends_at=row.ends_at,
             # Only intervals need an anchor; leaving it out of cron and once timings lets the
             # scheduler share one computation between schedules with the same timing.
-            anchor=(created_at or dj_timezone.now()) if kind == cls.Kind.INTERVAL else None,
+            anchor=(row.created_at or dj_timezone.now()) if row.kind == cls.Kind.INTERVAL else None,
         )
 
     @property

@@ -193,16 +193,7 @@ class DueSchedule:
         )
 
     def timing(self) -> schedules.Timing:
-        return Schedule.timing_of(
-            self.kind,
-            self.timezone,
-            self.cron,
-            self.interval_seconds,
-            self.run_at,
-            self.starts_at,
-            self.ends_at,
-            self.created_at,
-        )
+        return Schedule.timing_of(self)
 
 
 _CLAIM = f"""
