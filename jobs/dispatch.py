@@ -6,6 +6,7 @@ and a duplicate delivery is dropped by the worker's claim.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -20,6 +21,7 @@ from django.db.models import Q
 from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
+from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import Middleware
 
 from jobs.bulk import mark_queued
@@ -78,40 +80,115 @@ def send_messages(
 def _send_pipelined(
     broker: RedisBroker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
 ) -> None:
-    # The same steps as RedisBroker.enqueue, but every dispatch goes into one pipeline, and
-    # enqueue hooks are called only on the middleware that defines them.
-    dispatch = broker.scripts["dispatch"]
-    pipe = broker.client.pipeline(transaction=False)
+    # The same steps as RedisBroker.enqueue for each message (a fresh redis_message_id, the
+    # delay queue and eta, the enqueue hooks, the dispatch script's "enqueue" command), written
+    # to one connection as a single buffer and answered in order. redis-py's pipeline packed
+    # the same 14 arguments in Python for every message (19 us each, half the cost of a send);
+    # here the 12 that do not change within a queue are encoded once. Hooks are called only on
+    # the middleware that defines them.
+    script = broker.scripts["dispatch"]
     before, after = _hooks(broker, "before_enqueue"), _hooks(broker, "after_enqueue")
-    unpack_size = broker._max_unpack_size()  # type: ignore[no-untyped-call]
-    prepared = []
+    encode = _encode_json if type(dramatiq.get_encoder()) is JSONEncoder else _encode_other
+    now = current_millis()
+    heads: dict[str, bytes] = {}
+    # Loading the script first (a no-op when it is cached) keeps a flushed script cache from
+    # failing the batch with NOSCRIPT.
+    body = script.script
+    body = body.encode() if isinstance(body, str) else bytes(body)
+    buffer = [_resp_command(b"SCRIPT", b"LOAD", body)]
+    sent = []
     for message, delay in items:
         queue_name = message.queue_name
-        options: dict[str, Any] = {"redis_message_id": str(uuid4())}
+        redis_message_id = str(uuid4())
+        options: dict[str, Any] = {**message.options, "redis_message_id": redis_message_id}
         if delay is not None:
             queue_name = dq_name(queue_name)
-            options["eta"] = current_millis() + delay
-        message = message.copy(queue_name=queue_name, options=options)
+            options["eta"] = now + delay
+        message = dramatiq.Message(
+            queue_name=queue_name,
+            actor_name=message.actor_name,
+            args=message.args,
+            kwargs=message.kwargs,
+            options=options,
+            message_id=message.message_id,
+            message_timestamp=message.message_timestamp,
+        )
         for hook in before:
             hook(broker, message, delay)
-        args = [
-            "enqueue",
-            current_millis(),
-            queue_name,
-            broker.broker_id,
-            broker.heartbeat_timeout,
-            broker.dead_message_ttl,
-            0,  # no maintenance inside a bulk send
-            unpack_size,
-            options["redis_message_id"],
-            message.encode(),
-        ]
-        dispatch(keys=[broker.namespace], args=args, client=pipe)
-        prepared.append((message, delay))
-    pipe.execute()
-    for message, delay in prepared:
+        if (head := heads.get(queue_name)) is None:
+            head = heads[queue_name] = _enqueue_head(broker, script.sha, queue_name, now)
+        buffer.append(head + _resp_bulk(redis_message_id.encode()) + _resp_bulk(encode(message)))
+        sent.append((message, delay))
+    _exchange(broker, b"".join(buffer), replies=len(buffer))
+    for message, delay in sent:
         for hook in after:
             hook(broker, message, delay)
+
+
+def _enqueue_head(broker: RedisBroker, sha: str, queue_name: str, now: int) -> bytes:
+    """EVALSHA of Dramatiq's dispatch script up to its last two arguments, as RedisBroker's
+    do_dispatch("enqueue", ...) passes them (no maintenance inside a bulk send)."""
+    args: list[object] = [
+        "EVALSHA",
+        sha,
+        1,
+        broker.namespace,
+        "enqueue",
+        now,
+        queue_name,
+        broker.broker_id,
+        broker.heartbeat_timeout,
+        broker.dead_message_ttl,
+        0,
+        broker._max_unpack_size(),  # type: ignore[no-untyped-call]
+    ]
+    return b"*%d\r\n" % (len(args) + 2) + b"".join(_resp_bulk(str(a).encode()) for a in args)
+
+
+def _resp_bulk(value: bytes) -> bytes:
+    return b"$%d\r\n%b\r\n" % (len(value), value)
+
+
+def _resp_command(*args: bytes) -> bytes:
+    return b"*%d\r\n" % len(args) + b"".join(_resp_bulk(a) for a in args)
+
+
+def _encode_json(message: dramatiq.Message[Any]) -> bytes:
+    # What Message.encode() gives with Dramatiq's default JSONEncoder, without walking the
+    # dataclass's fields for every message.
+    return json.dumps(
+        {
+            "queue_name": message.queue_name,
+            "actor_name": message.actor_name,
+            "args": message.args,
+            "kwargs": message.kwargs,
+            "options": message.options,
+            "message_id": message.message_id,
+            "message_timestamp": message.message_timestamp,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def _encode_other(message: dramatiq.Message[Any]) -> bytes:
+    return message.encode()
+
+
+def _exchange(broker: RedisBroker, buffer: bytes, *, replies: int) -> None:
+    """Write the commands in one go and read every reply; an error reply raises (after the
+    commands before it took effect), and the connection is dropped rather than reused with
+    replies still unread."""
+    pool = broker.client.connection_pool
+    conn = pool.get_connection()
+    try:
+        conn.send_packed_command([buffer])
+        for _ in range(replies):
+            conn.read_response()
+    except BaseException:
+        conn.disconnect()
+        raise
+    finally:
+        pool.release(conn)
 
 
 def _hooks(broker: dramatiq.Broker, name: str) -> list[Any]:
