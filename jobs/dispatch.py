@@ -88,7 +88,9 @@ def _send_pipelined(
     # the middleware that defines them.
     script = broker.scripts["dispatch"]
     before, after = _hooks(broker, "before_enqueue"), _hooks(broker, "after_enqueue")
-    encode = _encode_json if type(dramatiq.get_encoder()) is JSONEncoder else _encode_other
+    encode = (
+        _encode_json if type(dramatiq.get_encoder()) is JSONEncoder else dramatiq.Message.encode
+    )
     now = current_millis()
     heads: dict[str, bytes] = {}
     # Loading the script first (a no-op when it is cached) keeps a flushed script cache from
@@ -168,10 +170,6 @@ def _encode_json(message: dramatiq.Message[Any]) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-
-
-def _encode_other(message: dramatiq.Message[Any]) -> bytes:
-    return message.encode()
 
 
 def _exchange(broker: RedisBroker, buffer: bytes, *, replies: int) -> None:

@@ -92,3 +92,35 @@ def test_enqueue_commits_even_when_the_broker_is_down(
     server.start()
     assert sweep(datetime.now(UTC) + timedelta(seconds=30))["pending"] == 1
     assert queued_message_ids(broker) == [str(run.id)]
+
+
+def test_a_bulk_send_survives_a_flushed_script_cache_and_keeps_delays(broker: RedisBroker) -> None:
+    """The bulk send writes Dramatiq's dispatch script calls itself: after SCRIPT FLUSH it must
+    load the script again, and a delayed message must land on the delay queue with its eta."""
+    from jobs.dispatch import send_messages
+
+    broker.client.script_flush()
+    now = datetime.now(UTC)
+    messages = [
+        (
+            dramatiq.Message(
+                queue_name="default", actor_name="x", args=(), kwargs={"n": n}, options={}
+            ),
+            None,
+        )
+        for n in range(3)
+    ]
+    delayed = dramatiq.Message(queue_name="default", actor_name="x", args=(), kwargs={}, options={})
+    send_messages(broker, [*messages, (delayed, 60_000)])
+
+    assert sorted(queued_message_ids(broker)) == sorted(
+        [m.message_id for m, _ in messages] + [delayed.message_id]
+    )
+    raw_ids = broker.client.lrange(f"{broker.namespace}:default.DQ", 0, -1)
+    assert len(raw_ids) == 1
+    stored = dramatiq.Message.decode(
+        broker.client.hget(f"{broker.namespace}:default.DQ.msgs", raw_ids[0])
+    )
+    assert stored.message_id == delayed.message_id
+    assert stored.options["eta"] >= now.timestamp() * 1000 + 59_000
+    assert stored.options["redis_message_id"] == raw_ids[0].decode()
