@@ -1,10 +1,11 @@
 """Set-based writes for the scheduler's hot path.
 
-On PostgreSQL each helper is one statement whose rows arrive as a single JSON document
-(`json_to_recordset`), because Django's bulk_create/bulk_update spend most of a large tick
-compiling SQL, and psycopg adapts Python lists to arrays element by element in Python: for a
-batch of 500 runs, 8.5 ms of CPU as arrays, 3.5 ms as JSON (encoded in C, parsed by
-PostgreSQL). Elsewhere (the embedded SQLite default) they fall back to the ORM.
+On PostgreSQL new runs arrive by COPY, and the other helpers are one statement whose rows
+arrive as a single JSON document (`json_to_recordset`), because Django's bulk_create/bulk_update
+spend most of a large tick compiling SQL, and psycopg adapts Python lists to arrays element by
+element in Python: for a batch of 500 runs, 8.5 ms of CPU as arrays, 3.5 ms as JSON (encoded
+in C, parsed by PostgreSQL), about 3 ms by COPY, which also halves the server's time.
+Elsewhere (the embedded SQLite default) they fall back to the ORM.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
 from jobs.db import no_flush_wait
@@ -40,13 +41,26 @@ _RUN_COLUMNS = (
     "finished_at",
     "key",
 )
-_INSERT_INTO_RUNS = f"""
-INSERT INTO jobs_jobrun (
-    {", ".join(_RUN_COLUMNS)},
-    attempts, worker, progress, progress_message, error, traceback, cancel_requested, history
+# The NOT NULL columns a new run starts at their model defaults, which Django keeps in Python,
+# not in the table.
+_DEFAULT_COLUMNS = (
+    "attempts",
+    "worker",
+    "progress",
+    "progress_message",
+    "error",
+    "traceback",
+    "cancel_requested",
+    "history",
 )
-"""  # noqa: S608 - column names, no values
+_COPY_DEFAULTS = "0\t\t0\t\t\t\tf\t[]"  # the same, as COPY reads them
 _DEFAULTS = "0, '', 0, '', '', '', false, '[]'::jsonb"
+_INSERT_INTO_RUNS = f"""
+INSERT INTO jobs_jobrun ({", ".join(_RUN_COLUMNS)}, {", ".join(_DEFAULT_COLUMNS)})
+"""  # noqa: S608 - column names, no values
+_COPY_RUNS = (
+    f"COPY jobs_jobrun ({', '.join(_RUN_COLUMNS)}, {', '.join(_DEFAULT_COLUMNS)}) FROM STDIN"
+)
 
 _INSERT_RUNS = f"""{_INSERT_INTO_RUNS}
 SELECT u.id, u.job, COALESCE(u.payload, 'null'::jsonb), u.schedule_id, u.scheduled_for,
@@ -69,13 +83,13 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """  # noqa: S608 - constants only, values bound
 
+# Arrays in PostgreSQL's text form: parsed in a third of the time of the same rows as JSON.
 _UPDATE_SCHEDULES = """
 UPDATE jobs_schedule AS s
 SET next_run_at = u.next_run_at, last_fired_at = u.last_fired_at, enabled = u.enabled,
     paused_reason = u.paused_reason
-FROM json_to_recordset(%s::json)
-    AS u(id bigint, next_run_at timestamptz, last_fired_at timestamptz, enabled boolean,
-         paused_reason text)
+FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::boolean[], %s::text[])
+    AS u(id, next_run_at, last_fired_at, enabled, paused_reason)
 WHERE s.id = u.id
 """
 
@@ -106,6 +120,18 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
         with raw_cursor() as cursor:
             cursor.execute(_INSERT_ONE_RUN, values, prepare=True)
             return {row[0] for row in cursor.fetchall()}
+    if not any(getattr(r, "key", None) for r in runs):
+        # COPY costs half of INSERT ... SELECT FROM json_to_recordset, most of which was
+        # PostgreSQL parsing the JSON. It has no ON CONFLICT, but without keys the only
+        # possible conflict is a slot that already has a run (a backfill got there first),
+        # which is rare: then the savepoint is rolled back and the INSERT below skips it.
+        try:
+            with transaction.atomic():
+                _copy_runs(runs)
+        except psycopg.errors.UniqueViolation:
+            pass
+        else:
+            return {r.id for r in runs}
     text = _DatetimeText()
     rows = [
         {
@@ -130,6 +156,51 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
     with raw_cursor() as cursor:
         cursor.execute(_INSERT_RUNS, [json.dumps(rows)])
         return {row[0] for row in cursor.fetchall()}
+
+
+def _copy_runs(runs: Sequence[Any]) -> None:
+    """COPY the runs in PostgreSQL's text format, written here as one string: psycopg's
+    write_row() cost 12 µs per run, more than the rest of a tick's Python work for it."""
+    text = _CopyText()
+    lines = [
+        f"{r.id}\t{text(r.job)}\t{text.json(r.payload)}\t{text.number(r.schedule_id)}\t"
+        f"{text(r.scheduled_for)}\t{text(r.state)}\t{text(r.reason)}\t{text(r.queue)}\t"
+        f"{r.priority}\t{r.max_retries}\t{text.number(r.time_limit_seconds)}\t{text(r.created_at)}\t"
+        f"{text(r.run_after)}\t{text(r.finished_at)}\t{text(getattr(r, 'key', None))}\t"
+        f"{_COPY_DEFAULTS}\n"
+        for r in runs
+    ]
+    with raw_cursor() as cursor, cursor.copy(_COPY_RUNS) as copy:
+        copy.write("".join(lines))
+
+
+class _CopyText:
+    """Values as COPY's text format writes them, each distinct one converted once: a batch
+    shares a few jobs, queues, payloads and slot times."""
+
+    _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, str] = {}
+        self._json: dict[int, str] = {}  # by id(): the runs of a batch share payload objects
+
+    def __call__(self, value: object) -> str:
+        if value is None:
+            return "\\N"
+        text = self._seen.get(value)
+        if text is None:
+            text = self._seen[value] = str(value).translate(self._ESCAPES)
+        return text
+
+    @staticmethod
+    def number(value: int | None) -> str:
+        return "\\N" if value is None else str(value)
+
+    def json(self, value: object) -> str:
+        text = self._json.get(id(value))
+        if text is None:
+            text = self._json[id(value)] = json.dumps(value).translate(self._ESCAPES)
+        return text
 
 
 def _run_values(r: Any) -> list[Any]:
@@ -180,19 +251,33 @@ def update_schedules(schedules: Sequence[Any]) -> None:
         ]
         Schedule.objects.bulk_update(changed, fields)
         return
-    text = _DatetimeText()
-    rows = [
-        {
-            "id": s.id,
-            "next_run_at": text(s.next_run_at),
-            "last_fired_at": text(s.last_fired_at),
-            "enabled": s.enabled,
-            "paused_reason": s.paused_reason,
-        }
-        for s in schedules
-    ]
+    element = _ArrayElement()
+    columns = (
+        [str(s.id) for s in schedules],
+        [element(s.next_run_at) for s in schedules],
+        [element(s.last_fired_at) for s in schedules],
+        ["t" if s.enabled else "f" for s in schedules],
+        [element(s.paused_reason) for s in schedules],
+    )
     with raw_cursor() as cursor:
-        cursor.execute(_UPDATE_SCHEDULES, [json.dumps(rows)])
+        cursor.execute(_UPDATE_SCHEDULES, [f"{{{','.join(values)}}}" for values in columns])
+
+
+class _ArrayElement:
+    """A value as an element of an array's text form ('{"2026-11-28 02:00:00+00:00",NULL}'),
+    each distinct one converted once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[Any, str] = {}
+
+    def __call__(self, value: object) -> str:
+        if value is None:
+            return "NULL"
+        text = self._seen.get(value)
+        if text is None:
+            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+            text = self._seen[value] = f'"{escaped}"'
+        return text
 
 
 def mark_queued(run_ids: Sequence[uuid.UUID], now: object) -> int:

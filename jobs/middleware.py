@@ -77,8 +77,10 @@ class RunRecorder(Middleware):
     ) -> None:
         # Retries re-enqueues the failed message from the worker thread that ran it; remember
         # when the retry is due so the run row can say so (and the sweep can repair a lost one).
+        if delay is None:  # first: a bulk send calls this for every message it sends
+            return
         claim = current_claim()
-        if claim is not None and message.message_id == str(claim.run_id) and delay is not None:
+        if claim is not None and message.message_id == str(claim.run_id):
             claim.retry_eta_ms = message.options.get("eta")
 
     def after_process_message(

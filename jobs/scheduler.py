@@ -19,12 +19,14 @@ from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
+from psycopg.types.datetime import TimestamptzLoader
 
 from jobs import schedules
 from jobs.bulk import insert_runs, raw_cursor, update_schedules
 from jobs.conf import jobs_settings
 from jobs.dispatch import send_and_mark
 from jobs.errors import UnknownJob
+from jobs.ids import random_uuids
 from jobs.models import JobRun, Schedule
 from jobs.registry import get_job
 
@@ -98,6 +100,10 @@ def _claim(now: datetime, batch_size: int) -> list[DueSchedule]:
     payloads: dict[str, Any] = {}
     batch = []
     with raw_cursor() as cursor:
+        # psycopg's own timestamptz loader (in C) instead of Django's wrapper, which calls it and
+        # then replaces tzinfo in Python for every value: the connection's TimeZone is UTC
+        # already (USE_TZ), so the values are the same instants.
+        cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         cursor.execute(_CLAIM, [now, batch_size], prepare=True)
         for row in cursor:
             schedule = DueSchedule(*row)
@@ -225,6 +231,7 @@ def plan_runs(batch: list[DueSchedule], now: datetime, result: TickResult) -> li
     # Real time, not the tick's `now` (which may lag or be a test clock): the sweep compares
     # created_at with the wall clock to find sends that never happened.
     created_at = timezone.now()
+    ids = random_uuids()
     runs: list[NewRun] = []
     for schedule in batch:
         key = schedule.plan_key()
@@ -260,11 +267,13 @@ def plan_runs(batch: list[DueSchedule], now: datetime, result: TickResult) -> li
             ]
             fire, spec = [], None
         for slot in fire:
-            runs.append(_new_run(schedule, spec, slot, State.PENDING, now, created_at))
+            runs.append(_new_run(schedule, spec, slot, State.PENDING, now, created_at, next(ids)))
             result.lateness.append((now - slot).total_seconds())
         for slot, reason in skip:
             runs.append(
-                _new_run(schedule, spec, slot, State.SKIPPED, now, created_at, reason=reason)
+                _new_run(
+                    schedule, spec, slot, State.SKIPPED, now, created_at, next(ids), reason=reason
+                )
             )
         if plan.skipped_unrecorded:
             logger.warning(
@@ -325,7 +334,7 @@ class NewRun:
     created_at: datetime
     run_after: datetime | None
     finished_at: datetime | None
-    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    id: uuid.UUID  # from jobs.ids.random_uuids(): uuid.uuid4() per run cost more than the rest
     attempts: int = 0
 
     def as_model(self) -> JobRun:
@@ -339,6 +348,7 @@ def _new_run(
     state: str,
     now: datetime,
     created_at: datetime,
+    run_id: uuid.UUID,
     *,
     reason: str = "",
 ) -> NewRun:
@@ -367,6 +377,7 @@ def _new_run(
         created_at=created_at,
         run_after=run_after,
         finished_at=now if state == State.SKIPPED else None,
+        id=run_id,
     )
 
 

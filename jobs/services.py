@@ -18,6 +18,7 @@ from jobs import schedules
 from jobs.bulk import insert_runs
 from jobs.dispatch import send_and_mark, send_runs
 from jobs.errors import PayloadError, UnknownJob
+from jobs.ids import random_uuids
 from jobs.models import JobRun, Schedule
 from jobs.registry import JobSpec, get_job, registered_jobs
 from jobs.runs import run_cancel_unstarted
@@ -347,8 +348,10 @@ def schedule_backfill(
     spec = get_job(schedule.job)
     payload = spec.validate(schedule.payload)
     created_at = timezone.now()
+    ids = random_uuids()
     runs = [
         NewRun(
+            id=next(ids),
             schedule_id=schedule.pk,
             job=spec.name,
             payload=payload,

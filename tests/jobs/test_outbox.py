@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -124,3 +125,38 @@ def test_a_bulk_send_survives_a_flushed_script_cache_and_keeps_delays(broker: Re
     assert stored.message_id == delayed.message_id
     assert stored.options["eta"] >= now.timestamp() * 1000 + 59_000
     assert stored.options["redis_message_id"] == raw_ids[0].decode()
+
+
+def test_a_bulk_sent_message_decodes_to_what_dramatiq_would_have_stored(
+    broker: RedisBroker,
+) -> None:
+    """The bulk send encodes the members its messages share once per batch; what a worker
+    reads back must still be each message exactly, options and non-ASCII payloads included."""
+    from jobs.dispatch import send_messages
+
+    shared = {"note": 'naïve "quoted" \\ ✓', "values": [1, 2.5, None, True]}
+    messages = [
+        dramatiq.Message(
+            queue_name="default",
+            actor_name="x",
+            args=(),
+            kwargs=shared,
+            options={"max_retries": 3, "time_limit": 1000 * n},
+        )
+        for n in range(1, 3)
+    ]
+    messages.append(
+        dramatiq.Message(queue_name="default", actor_name="y", args=(), kwargs={}, options={})
+    )
+    send_messages(broker, [(m, None) for m in messages])
+
+    stored = {}
+    for raw in broker.client.hvals(f"{broker.namespace}:default.msgs"):
+        message = dramatiq.Message.decode(raw)
+        assert json.loads(raw) == json.loads(message.encode())
+        stored[message.message_id] = json.loads(raw)
+    assert len(stored) == len(messages)
+    for message in messages:
+        read_back = stored[message.message_id]
+        assert read_back["options"].pop("redis_message_id")
+        assert read_back == json.loads(message.encode())

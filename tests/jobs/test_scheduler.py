@@ -40,6 +40,49 @@ def test_a_due_slot_becomes_one_queued_run_and_one_message(broker: RedisBroker) 
     assert schedule.last_fired_at == T0 + timedelta(minutes=5, seconds=1)
 
 
+def test_a_slot_that_already_has_a_run_does_not_cost_the_rest_of_its_batch(
+    broker: RedisBroker,
+) -> None:
+    """A batch's runs go in by COPY, which has no ON CONFLICT: when one slot already has a run
+    (a backfill got there first), the others must still be recorded and sent."""
+    backfilled, other = make_schedule(T0), make_schedule(T0)
+    slot = T0 + timedelta(minutes=1)
+    existing = JobRun.objects.create(
+        schedule=backfilled, scheduled_for=slot, job="test.noop", state=JobRun.State.SUCCEEDED
+    )
+
+    result = tick(slot + timedelta(seconds=30))
+
+    assert (result.schedules, result.sent) == (2, 1)
+    assert list(JobRun.objects.filter(schedule=backfilled)) == [existing]
+    run = JobRun.objects.get(schedule=other)
+    assert run.scheduled_for == slot and run.state == JobRun.State.QUEUED
+    assert queued_message_ids(broker) == [str(run.id)]
+    assert set(Schedule.objects.values_list("next_run_at", flat=True)) == {
+        T0 + timedelta(minutes=2)
+    }
+
+
+def test_payloads_and_reasons_with_tabs_newlines_and_backslashes_are_stored_as_given(
+    broker: RedisBroker,
+) -> None:
+    """Runs are written in COPY's text format, where a tab, a newline or a backslash in a value
+    would split or change it unless escaped."""
+    tricky = {"text": "tab\there\nnew line \\ back\\slash \\N", "ünï": ["\t", "\r\n"]}
+    make_schedule(T0, job="test.echo", payload=tricky)
+    make_schedule(T0, job="test.echo", payload={"value": "\\N"})
+    gone = make_schedule(T0)
+    Schedule.objects.filter(id=gone.id).update(job="gone\tjob\\x")  # a job no code defines
+
+    tick(T0 + timedelta(minutes=1))
+
+    payloads = [run.payload for run in JobRun.objects.filter(job="test.echo").order_by("id")]
+    assert sorted(payloads, key=str) == sorted([tricky, {"value": "\\N"}], key=str)
+    skipped = JobRun.objects.get(schedule=gone)
+    assert skipped.state == JobRun.State.SKIPPED and skipped.job == "gone\tjob\\x"
+    assert repr("gone\tjob\\x") in skipped.reason  # the reason quotes the name with repr()
+
+
 def test_ticking_again_for_the_same_instant_fires_nothing(broker: RedisBroker) -> None:
     make_schedule(T0, cron="* * * * *")
     now = T0 + timedelta(minutes=1)

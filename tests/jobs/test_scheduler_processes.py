@@ -102,7 +102,9 @@ def test_once_runs_one_tick_and_reports_it(broker: RedisBroker) -> None:
         name="due",
         job="test.noop",
         kind="cron",
-        cron="* * * * *",
+        # Yearly, so that only `slot` is due even when the test straddles a minute boundary
+        # (with "* * * * *" the next minute's slot would be due too, and recorded as skipped).
+        cron="0 0 1 1 *",
         next_run_at=slot,
         misfire_grace_seconds=600,
     )
@@ -144,7 +146,7 @@ def test_a_schedule_with_broken_timing_is_disabled_and_the_others_still_fire(
         name="fine",
         job="test.noop",
         kind="cron",
-        cron="* * * * *",
+        cron="0 0 1 1 *",  # yearly: only `slot` is due (see above)
         next_run_at=slot,
         misfire_grace_seconds=600,
     )
