@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from django.db import connection, models, transaction
 from django.db.models.sql import UpdateQuery
 
@@ -78,7 +79,9 @@ def _cursor() -> Iterator[Any]:
             yield cursor
         return
     connection.ensure_connection()
-    with connection.wrap_database_errors, connection.connection.cursor() as cursor:
+    # psycopg.Cursor, not connection.cursor(): Django's connections make client-side binding
+    # cursors (psycopg.ClientCursor), which never prepare.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         yield cursor
 
 

@@ -84,7 +84,7 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
     database_url = environ.get("DATABASE_URL", "").strip()
     if database_url:
         try:
-            database = dict(dj_database_url.parse(database_url, conn_max_age=600))
+            database: dict[str, Any] = dict(dj_database_url.parse(database_url, conn_max_age=600))
         except ValueError as exc:
             raise ConfigurationError(f"DATABASE_URL cannot be parsed: {exc}") from None
         # Persistent connections without per-request health checks: a health check is a
@@ -92,6 +92,14 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
         # closes old connections around each one). A connection that errored is still
         # dropped at the end of its request or message, so a restarted server costs one error.
         database["CONN_HEALTH_CHECKS"] = False
+        # Django turns psycopg's prepared statements off (for transaction-pooling PgBouncers
+        # older than 1.21); jobs prepares its per-request and per-message statements, which
+        # PostgreSQL otherwise plans every time. Only explicit psycopg cursors prepare: the
+        # ORM's client-side binding cursors never do.
+        if "postgresql" in str(database.get("ENGINE", "")):
+            options = dict(database.get("OPTIONS") or {})
+            options.setdefault("prepare_threshold", 5)
+            database["OPTIONS"] = options
     else:
         database = embedded_database(data_dir)
 

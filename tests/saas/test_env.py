@@ -42,6 +42,8 @@ def test_urls_select_postgres_and_redis(tmp_path: Path) -> None:
         "saas",
     )
     assert env.database["CONN_MAX_AGE"] > 0
+    # jobs' hot statements are prepared: Django leaves psycopg's prepared statements off.
+    assert env.database["OPTIONS"]["prepare_threshold"] == 5
     assert env.allowed_hosts == ["example.com", "www.example.com"]
     assert env.time_zone == "Europe/Berlin"
     broker = broker_settings(env.broker_url, ["m"])
