@@ -1,11 +1,11 @@
 """Set-based writes for the scheduler's hot path.
 
-On PostgreSQL new runs arrive by COPY, and the other helpers are one statement whose rows
-arrive as a single JSON document (`json_to_recordset`), because Django's bulk_create/bulk_update
-spend most of a large tick compiling SQL, and psycopg adapts Python lists to arrays element by
-element in Python: for a batch of 500 runs, 8.5 ms of CPU as arrays, 3.5 ms as JSON (encoded
-in C, parsed by PostgreSQL), about 3 ms by COPY, which also halves the server's time.
-Elsewhere (the embedded SQLite default) they fall back to the ORM.
+Django's bulk_create/bulk_update spent most of a large tick compiling SQL, and psycopg adapts
+Python lists to arrays element by element in Python (8.5 ms of CPU for a batch of 500 runs).
+So on PostgreSQL new runs arrive by COPY, written here as text (about 3 ms of CPU for 500, and
+half the server time of the same rows as a JSON document), the schedules' write-back as arrays
+in their text form, and other batches as one JSON document (`json_to_recordset`). Elsewhere
+(the embedded SQLite default) they fall back to the ORM.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ ON CONFLICT DO NOTHING
 RETURNING id
 """  # noqa: S608 - constants only, values bound
 
-# Arrays in PostgreSQL's text form: parsed in a third of the time of the same rows as JSON.
+# Arrays in PostgreSQL's text form: parsed in 0.4 ms for 500 schedules, against 2 ms as JSON.
 _UPDATE_SCHEDULES = """
 UPDATE jobs_schedule AS s
 SET next_run_at = u.next_run_at, last_fired_at = u.last_fired_at, enabled = u.enabled,
@@ -160,7 +160,7 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
 
 def _copy_runs(runs: Sequence[Any]) -> None:
     """COPY the runs in PostgreSQL's text format, written here as one string: psycopg's
-    write_row() cost 12 µs per run, more than the rest of a tick's Python work for it."""
+    write_row() cost about 6 µs per run, twice as much."""
     text = _CopyText()
     lines = [
         f"{r.id}\t{text(r.job)}\t{text.json(r.payload)}\t{text.number(r.schedule_id)}\t"
