@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
-from jobs.db import no_flush_wait
+from jobs.db import no_flush_wait, raw_cursor
 from jobs.models import JobRun, Schedule
 
 # The columns a new run sets; the others start at their defaults (attempts 0, no error, ...).
@@ -94,17 +93,6 @@ WHERE s.id = u.id
 """
 
 
-def raw_cursor() -> psycopg.Cursor[Any]:
-    """A plain psycopg cursor on Django's connection (same transaction). Django's own cursor
-    binds parameters client-side, which costs more than the statement for arrays of
-    thousands of values; psycopg's binds them on the server."""
-    connection.ensure_connection()
-    raw = connection.connection
-    if not isinstance(raw, psycopg.Connection):
-        raise TypeError("raw_cursor() needs the psycopg 3 PostgreSQL backend")
-    return psycopg.Cursor(raw)
-
-
 def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
     """Insert runs (JobRun or scheduler.NewRun), silently skipping any whose slot or key already has a run; returns the ids
     that were inserted."""
@@ -132,7 +120,7 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
             pass
         else:
             return {r.id for r in runs}
-    text = _DatetimeText()
+    text = _Converted(str, none=None)  # "2026-11-28 02:00:00+00:00" is what PostgreSQL reads
     rows = [
         {
             "id": str(r.id),
@@ -161,11 +149,16 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
 def _copy_runs(runs: Sequence[Any]) -> None:
     """COPY the runs in PostgreSQL's text format, written here as one string: psycopg's
     write_row() cost about 6 µs per run, twice as much."""
-    text = _CopyText()
+    text = _Converted(_copy_text, none="\\N")
+    number = _Converted(str, none="\\N")
+    payloads: dict[int, str] = {}  # by id(): the runs of a batch share their payload objects
+    for r in runs:
+        if id(r.payload) not in payloads:
+            payloads[id(r.payload)] = _copy_text(json.dumps(r.payload))
     lines = [
-        f"{r.id}\t{text(r.job)}\t{text.json(r.payload)}\t{text.number(r.schedule_id)}\t"
+        f"{r.id}\t{text(r.job)}\t{payloads[id(r.payload)]}\t{number(r.schedule_id)}\t"
         f"{text(r.scheduled_for)}\t{text(r.state)}\t{text(r.reason)}\t{text(r.queue)}\t"
-        f"{r.priority}\t{r.max_retries}\t{text.number(r.time_limit_seconds)}\t{text(r.created_at)}\t"
+        f"{r.priority}\t{r.max_retries}\t{number(r.time_limit_seconds)}\t{text(r.created_at)}\t"
         f"{text(r.run_after)}\t{text(r.finished_at)}\t{text(getattr(r, 'key', None))}\t"
         f"{_COPY_DEFAULTS}\n"
         for r in runs
@@ -174,33 +167,37 @@ def _copy_runs(runs: Sequence[Any]) -> None:
         copy.write("".join(lines))
 
 
-class _CopyText:
-    """Values as COPY's text format writes them, each distinct one converted once: a batch
-    shares a few jobs, queues, payloads and slot times."""
+class _Converted[N: str | None]:
+    """`convert(value)` for the values of one batch, each distinct value converted once (a
+    batch shares a few jobs, queues, payloads and slot times, and str(datetime) cost more CPU
+    than the rest of a row); None gives `none`."""
 
-    _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-    def __init__(self) -> None:
+    def __init__(self, convert: Callable[[Any], str], none: N) -> None:
+        self._convert = convert
+        self._none = none
         self._seen: dict[Any, str] = {}
-        self._json: dict[int, str] = {}  # by id(): the runs of a batch share payload objects
 
-    def __call__(self, value: object) -> str:
+    def __call__(self, value: Any) -> str | N:
         if value is None:
-            return "\\N"
+            return self._none
         text = self._seen.get(value)
         if text is None:
-            text = self._seen[value] = str(value).translate(self._ESCAPES)
+            text = self._seen[value] = self._convert(value)
         return text
 
-    @staticmethod
-    def number(value: int | None) -> str:
-        return "\\N" if value is None else str(value)
 
-    def json(self, value: object) -> str:
-        text = self._json.get(id(value))
-        if text is None:
-            text = self._json[id(value)] = json.dumps(value).translate(self._ESCAPES)
-        return text
+# COPY's text format: a backslash, tab, newline or carriage return inside a value is escaped.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(value: Any) -> str:
+    return str(value).translate(_COPY_ESCAPES)
+
+
+def _array_element(value: Any) -> str:
+    """A value as an element of an array's text form ('{"2026-11-28 02:00:00+00:00",NULL}')."""
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def _run_values(r: Any) -> list[Any]:
@@ -224,23 +221,6 @@ def _run_values(r: Any) -> list[Any]:
     ]
 
 
-class _DatetimeText:
-    """str() of the datetimes of one batch, each distinct value formatted once: a batch shares
-    a few slot times, and str(datetime) cost more CPU than the rest of its row's JSON.
-    "2026-11-28 02:00:00+00:00" is what PostgreSQL reads."""
-
-    def __init__(self) -> None:
-        self._seen: dict[datetime, str] = {}
-
-    def __call__(self, value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        text = self._seen.get(value)
-        if text is None:
-            text = self._seen[value] = str(value)
-        return text
-
-
 def update_schedules(schedules: Sequence[Any]) -> None:
     """Write back what a tick changed on each schedule."""
     if connection.vendor != "postgresql":
@@ -251,7 +231,7 @@ def update_schedules(schedules: Sequence[Any]) -> None:
         ]
         Schedule.objects.bulk_update(changed, fields)
         return
-    element = _ArrayElement()
+    element = _Converted(_array_element, none="NULL")
     columns = (
         [str(s.id) for s in schedules],
         [element(s.next_run_at) for s in schedules],
@@ -261,23 +241,6 @@ def update_schedules(schedules: Sequence[Any]) -> None:
     )
     with raw_cursor() as cursor:
         cursor.execute(_UPDATE_SCHEDULES, [f"{{{','.join(values)}}}" for values in columns])
-
-
-class _ArrayElement:
-    """A value as an element of an array's text form ('{"2026-11-28 02:00:00+00:00",NULL}'),
-    each distinct one converted once."""
-
-    def __init__(self) -> None:
-        self._seen: dict[Any, str] = {}
-
-    def __call__(self, value: object) -> str:
-        if value is None:
-            return "NULL"
-        text = self._seen.get(value)
-        if text is None:
-            escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
-            text = self._seen[value] = f'"{escaped}"'
-        return text
 
 
 def mark_queued(run_ids: Sequence[uuid.UUID], now: object) -> int:

@@ -78,11 +78,19 @@ def _cursor() -> Iterator[Any]:
         with connection.cursor() as cursor:
             yield cursor
         return
-    connection.ensure_connection()
-    # psycopg.Cursor, not connection.cursor(): Django's connections make client-side binding
-    # cursors (psycopg.ClientCursor), which never prepare.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with connection.wrap_database_errors, raw_cursor() as cursor:
         yield cursor
+
+
+def raw_cursor() -> psycopg.Cursor[Any]:
+    """A plain psycopg cursor on Django's connection (same transaction). Django's own cursors
+    (psycopg.ClientCursor) bind parameters client-side, which costs more than the statement
+    for arrays of thousands of values, and never prepare; psycopg's bind on the server."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError("raw_cursor() needs the psycopg 3 PostgreSQL backend")
+    return psycopg.Cursor(raw)
 
 
 def _prepare() -> dict[str, Any]:

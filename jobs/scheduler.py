@@ -22,8 +22,9 @@ from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
 from jobs import schedules
-from jobs.bulk import insert_runs, raw_cursor, update_schedules
+from jobs.bulk import insert_runs, update_schedules
 from jobs.conf import jobs_settings
+from jobs.db import raw_cursor
 from jobs.dispatch import send_and_mark
 from jobs.errors import UnknownJob
 from jobs.ids import random_uuids
