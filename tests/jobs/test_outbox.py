@@ -160,3 +160,27 @@ def test_a_bulk_sent_message_decodes_to_what_dramatiq_would_have_stored(
         read_back = stored[message.message_id]
         assert read_back["options"].pop("redis_message_id")
         assert read_back == json.loads(message.encode())
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_sent_mark_queues_only_the_given_pending_runs(count: int) -> None:
+    """One run (a web request's enqueue) and several (a tick) take different statements."""
+    from django.utils import timezone
+
+    from jobs.bulk import mark_queued
+
+    sent = [JobRun.objects.create(job="jobs.noop") for _ in range(count)]
+    other = JobRun.objects.create(job="jobs.noop")
+    running = JobRun.objects.create(job="jobs.noop", state=JobRun.State.RUNNING)
+    now = timezone.now()
+
+    assert mark_queued([r.id for r in sent], now) == count
+    assert mark_queued([running.id], now) == 0  # not pending: left as it is
+
+    for run in sent:
+        run.refresh_from_db()
+        assert (run.state, run.enqueued_at) == (JobRun.State.QUEUED, now)
+    other.refresh_from_db()
+    running.refresh_from_db()
+    assert other.state == JobRun.State.PENDING
+    assert running.state == JobRun.State.RUNNING
