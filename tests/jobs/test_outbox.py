@@ -10,9 +10,11 @@ from pathlib import Path
 
 import dramatiq
 import pytest
+from django.utils import timezone
 from dramatiq.brokers.redis import RedisBroker
 
 import jobs
+from jobs.bulk import mark_queued
 from jobs.dispatch import sweep
 from jobs.models import JobRun, Schedule
 from jobs.scheduler import tick
@@ -165,10 +167,6 @@ def test_a_bulk_sent_message_decodes_to_what_dramatiq_would_have_stored(
 @pytest.mark.parametrize("count", [1, 3])
 def test_the_sent_mark_queues_only_the_given_pending_runs(count: int) -> None:
     """One run (a web request's enqueue) and several (a tick) take different statements."""
-    from django.utils import timezone
-
-    from jobs.bulk import mark_queued
-
     sent = [JobRun.objects.create(job="jobs.noop") for _ in range(count)]
     other = JobRun.objects.create(job="jobs.noop")
     running = JobRun.objects.create(job="jobs.noop", state=JobRun.State.RUNNING)
