@@ -1,17 +1,20 @@
-"""Requests/s and p99 of `POST /app/reports/` under gunicorn, against two baselines.
+"""Requests/s and p99 of `POST /app/reports/` under gunicorn, against three baselines.
 
     .venv/bin/python bench/report_endpoint.py [--seconds 8] [--connections 32] [--rounds 3]
 
 Needs `wrk` (apt-get install wrk). Logged-in members of 4,000 tenants post distinct months, so
 no request is deduplicated, and the per-tenant limit keeps its default (3 reports in progress):
-the reports a run adds are deleted before the next, and a run of 8 s reaches each tenant once or
-twice, so the limit check sees what it sees in production. The tables hold a history, as they do in production
-(HISTORY_RUNS finished runs, HISTORY_MONTHS ready reports per tenant, from 1999): truncated and
-analyzed empty, PostgreSQL planned every statement for empty tables and kept those plans (scans
-that grow with every row the run adds). Baselines, measured in the same run on the same
-server: a trivial 202 view, and a minimal view doing the same essential I/O (one INSERT, one
-broker send). Uses its own database (saas_bench), Redis db 14 (broker) and db 12 (sessions;
-cleared at the start).
+the reports a run adds are deleted before the next, and a run of 8 s reaches each tenant once
+or twice, so the limit check sees what it sees in production. The tables hold a history, as
+they do in production (HISTORY_RUNS finished runs, HISTORY_MONTHS ready reports per tenant,
+from 1999): truncated and analyzed empty, PostgreSQL planned every statement for empty tables
+and kept those plans (scans that grow with every row the run adds).
+
+Baselines, measured in the same run on the same server: a trivial 202 view; a minimal view
+doing the same essential I/O (one INSERT, one broker send), which the result line's ratio is
+against; and that minimal view behind the endpoint's sign-in checks (session, user, tenant),
+which shows what signing in alone costs. Uses its own database (saas_bench), Redis db 14
+(broker) and db 12 (sessions; cleared at the start).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ def main() -> None:
     views = (
         ("trivial", "/bench/trivial/"),
         ("minimal-I/O", "/bench/minimal/"),
+        ("signed-in", "/bench/minimal-signed-in/"),
         ("report", "/app/reports/"),
     )
     # Each view is measured in every round, the rounds interleaved, and each keeps its best run:
@@ -108,8 +112,15 @@ def main() -> None:
     created = count_reports()
     rps, p99 = results["report"]
     print(f"reports created in the last run: {created} (each request a distinct tenant-month)")
+    minimal, signed_in = results["minimal-I/O"][0], results["signed-in"][0]
     print(
-        f"ratio vs minimal-I/O view: {rps / results['minimal-I/O'][0]:.2f}; vs trivial: {rps / results['trivial'][0]:.2f}"
+        f"ratio vs minimal-I/O view: {rps / minimal:.2f}; vs trivial: {rps / results['trivial'][0]:.2f}"
+    )
+    # The endpoint must be signed in, and the minimal view is not: the signed-in copy of the
+    # minimal view shows how much of the target signing in alone uses up.
+    print(
+        f"signing in alone: the minimal view signed in does {signed_in / minimal:.2f} of its "
+        f"requests/s; the endpoint does {rps / signed_in:.2f} of the signed-in minimal view's"
     )
     print(f"result: requests_per_s={rps:.0f} ratio={rps / results['minimal-I/O'][0]:.2f}")
 

@@ -1,4 +1,4 @@
-"""The site's URLs plus the two baselines the report endpoint is measured against."""
+"""The site's URLs plus the baselines the report endpoint is measured against."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from django.urls import path
 from django.views.decorators.http import require_POST
 from dramatiq.common import current_millis
 
+from billing.views import api_login_required, member_tenant_id
 from jobs.models import JobRun
 from saas.urls import urlpatterns as site
 
@@ -21,6 +22,19 @@ def trivial(request: HttpRequest) -> JsonResponse:
 @require_POST
 def minimal_io(request: HttpRequest) -> JsonResponse:
     """Baseline 2: the essential I/O of "enqueue a report": one INSERT and one broker send."""
+    return _insert_and_send(request)
+
+
+@api_login_required
+@require_POST
+def minimal_io_signed_in(request: HttpRequest) -> JsonResponse:
+    """Baseline 3: baseline 2 for a signed-in tenant member, checked as the endpoint checks
+    (session, user, tenant). The endpoint must be signed in; this shows what that alone costs."""
+    member_tenant_id(request)
+    return _insert_and_send(request)
+
+
+def _insert_and_send(request: HttpRequest) -> JsonResponse:
     run = JobRun.objects.create(
         job="bench.noop", queue="bench", payload={"month": request.POST.get("month")}
     )
@@ -38,4 +52,9 @@ def minimal_io(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"id": str(run.id)}, status=202)
 
 
-urlpatterns = [path("bench/trivial/", trivial), path("bench/minimal/", minimal_io), *site]
+urlpatterns = [
+    path("bench/trivial/", trivial),
+    path("bench/minimal/", minimal_io),
+    path("bench/minimal-signed-in/", minimal_io_signed_in),
+    *site,
+]
