@@ -6,3 +6,6 @@ class SaasConfig(AppConfig):
 
     name = "saas"
     verbose_name = "Site"
+
+    def ready(self) -> None:
+        from saas import checks  # noqa: F401 - registers the deploy checks

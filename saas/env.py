@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -45,6 +46,10 @@ class Environment:
     data_dir: Path
     broker_url: str | None  # None: the embedded in-process broker
     cache_url: str | None  # None: per-process memory cache, sessions in the database
+    mailer: dict[str, Any]  # MAILERS["default"]
+    mail_configured: bool  # False: mails are written to the console (the log)
+    from_email: str
+    site_url: str
 
     @property
     def embedded(self) -> bool:
@@ -125,6 +130,13 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
             "flush the queues): use another database number, e.g. redis://host:6379/1."
         )
 
+    email_url = environ.get("EMAIL_URL", "").strip()
+    site_url = environ.get("SITE_URL", "http://127.0.0.1:8000").strip().rstrip("/")
+    if not site_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"SITE_URL={site_url!r} must be the site's address, e.g. https://billing.example.com."
+        )
+
     return Environment(
         debug=debug,
         secret_key=secret_key,
@@ -134,7 +146,48 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
         data_dir=data_dir,
         broker_url=broker_url,
         cache_url=cache_url,
+        mailer=mailer_settings(email_url),
+        mail_configured=bool(email_url),
+        from_email=environ.get("DEFAULT_FROM_EMAIL", "").strip() or "webmaster@localhost",
+        site_url=site_url,
     )
+
+
+MAIL_TIMEOUT_SECONDS = 10  # a hung mail server must not hold a job until its time limit
+
+
+def mailer_settings(email_url: str) -> dict[str, Any]:
+    """MAILERS["default"] for EMAIL_URL; with none, mails are written to the console.
+
+    smtp://user:password@host:587 sends plain SMTP, upgraded with STARTTLS by `?tls=1`;
+    smtps://...:465 speaks TLS from the start. The user and password are URL-encoded.
+    """
+    if not email_url:
+        return {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    parts = urlsplit(email_url)
+    if parts.scheme not in ("smtp", "smtps"):
+        raise ConfigurationError(
+            "EMAIL_URL must start with smtp:// or smtps://, e.g. "
+            f"smtp://user:password@mail.example.com:587?tls=1; got {parts.scheme!r}."
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError("EMAIL_URL has a port that is not a number.") from None
+    if not parts.hostname:
+        raise ConfigurationError("EMAIL_URL names no host, e.g. smtp://mail.example.com:587.")
+    query = parse_qs(parts.query)
+    options: dict[str, Any] = {
+        "host": parts.hostname,
+        "port": port or (465 if parts.scheme == "smtps" else 25),
+        "username": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "use_ssl": parts.scheme == "smtps",
+        "use_tls": parts.scheme == "smtp"
+        and parse_bool("EMAIL_URL tls", query.get("tls", ["0"])[0]),
+        "timeout": MAIL_TIMEOUT_SECONDS,
+    }
+    return {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": options}
 
 
 def embedded_database(data_dir: Path) -> dict[str, Any]:

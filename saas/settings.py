@@ -113,7 +113,7 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 # JSON endpoints answer a failed CSRF check with JSON (pages keep Django's page).
 CSRF_FAILURE_VIEW = "saas.views.csrf_failure"
 # Absolute links in emails (the report-ready mail).
-SITE_URL = os.environ.get("SITE_URL", "http://127.0.0.1:8000")
+SITE_URL = ENV.site_url
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = True
@@ -149,13 +149,10 @@ TASKS = {
 # Alternative trigger for hosts that prefer system cron (`manage.py crontab add`).
 CRONJOBS = [("* * * * *", "jobs.scheduler.cron_tick")]
 
-MAILERS = {
-    "default": {
-        "BACKEND": "django.core.mail.backends.console.EmailBackend"
-        if DEBUG
-        else "django.core.mail.backends.smtp.EmailBackend"
-    }
-}
+# EMAIL_URL (smtp:// or smtps://); without it mails are written to the console, and
+# `check --deploy` says so (saas.W002).
+MAILERS = {"default": ENV.mailer}
+DEFAULT_FROM_EMAIL = ENV.from_email
 
 LOGGING = {
     "version": 1,

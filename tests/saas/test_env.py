@@ -81,6 +81,11 @@ def test_the_cache_and_sessions_use_redis_only_when_asked(tmp_path: Path) -> Non
         ({"DATABASE_URL": "nosuchdb://x"}, "DATABASE_URL"),
         ({"CACHE_URL": "memcached://x:11211"}, "CACHE_URL"),
         ({"CACHE_URL": "redis://r/0", "REDIS_URL": "redis://r/0"}, "CACHE_URL"),
+        ({"EMAIL_URL": "mail.example.com:587"}, "EMAIL_URL"),
+        ({"EMAIL_URL": "smtp://:587"}, "EMAIL_URL"),
+        ({"EMAIL_URL": "smtp://mail.example.com:smtp"}, "EMAIL_URL"),
+        ({"EMAIL_URL": "smtp://mail.example.com?tls=perhaps"}, "EMAIL_URL"),
+        ({"SITE_URL": "billing.example.com"}, "SITE_URL"),
     ],
 )
 def test_unsafe_or_broken_values_are_refused_naming_the_variable(
@@ -102,3 +107,57 @@ def test_production_with_default_secret_fails_fast_at_startup(tmp_path: Path) ->
     assert result.returncode != 0
     assert "Configuration error: SECRET_KEY must be set" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_mail_goes_to_the_console_until_email_url_names_a_server(tmp_path: Path) -> None:
+    env = read_environment({}, tmp_path)
+    assert env.mailer == {"BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    assert env.mail_configured is False
+    assert env.site_url == "http://127.0.0.1:8000"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (
+            "smtp://app%40example.com:p%2Fss@mail.example.com:587?tls=1",
+            {"port": 587, "username": "app@example.com", "password": "p/ss", "use_tls": True},
+        ),
+        ("smtps://mail.example.com", {"port": 465, "use_ssl": True, "use_tls": False}),
+        ("smtp://mail.example.com", {"port": 25, "use_ssl": False, "use_tls": False}),
+    ],
+)
+def test_email_url_configures_smtp_with_a_timeout(
+    tmp_path: Path, url: str, expected: dict[str, object]
+) -> None:
+    env = read_environment(
+        {"EMAIL_URL": url, "DEFAULT_FROM_EMAIL": "billing@example.com"}, tmp_path
+    )
+    assert env.mailer["BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
+    options = env.mailer["OPTIONS"]
+    assert options["host"] == "mail.example.com" and options["timeout"] == 10
+    assert {k: options[k] for k in expected} == expected
+    assert env.mail_configured is True and env.from_email == "billing@example.com"
+
+
+def test_deploy_check_warns_about_local_links_and_unsent_mail(tmp_path: Path) -> None:
+    base = {"PATH": "/usr/bin:/bin", "DEBUG": "off", "DATA_DIR": str(tmp_path)}
+    base |= {"SECRET_KEY": STRONG_KEY, "ALLOWED_HOSTS": "billing.example.com"}
+
+    def deploy_check(**extra: str) -> str:
+        result = subprocess.run(
+            manage_command("check", "--deploy"),
+            env=base | extra,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+    out = deploy_check()
+    assert "saas.W001" in out and "saas.W002" in out
+    out = deploy_check(
+        SITE_URL="https://billing.example.com", EMAIL_URL="smtp://mail.example.com:587?tls=1"
+    )
+    assert "saas.W001" not in out and "saas.W002" not in out
