@@ -20,6 +20,7 @@ from billing.models import (
     LedgerCharge,
     Membership,
     Plan,
+    Report,
     Subscription,
     Tenant,
 )
@@ -183,3 +184,18 @@ class LedgerChargeAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["status", "currency"]
     search_fields = ["idempotency_key", "reference", "customer"]
+
+
+@admin.register(Report)
+class ReportAdmin(ReadOnlyAdmin):
+    """Monthly reports as the tenants see them. Read-only, but an operator may delete one: the
+    tenant's next press makes it again (following the month's run if it is still going)."""
+
+    list_display = ["tenant", "month", "state", "message", "requested_by", "created_at", "run"]
+    list_filter = ["state", "month"]
+    search_fields = ["tenant__name", "tenant__slug"]
+    date_hierarchy = "created_at"
+    list_select_related = ["tenant", "requested_by", "run"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("billing.delete_report"))

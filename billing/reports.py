@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -45,7 +45,9 @@ def _key(tenant_id: int, month: date) -> str:
     return f"report:{tenant_id}:{month:%Y-%m}"
 
 
-def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, bool]:
+def report_request(
+    *, tenant_id: int, month: date, user: Any, settled: bool = False
+) -> tuple[Report, bool]:
     """The tenant's report for the month, requested if needed: (report, newly requested).
 
     A report that is waiting, running or ready is returned as it is; a failed one is tried
@@ -68,14 +70,39 @@ def report_request(*, tenant_id: int, month: date, user: Any) -> tuple[Report, b
     existing = Report.objects.filter(tenant_id=tenant_id, month=month).select_related("run").first()
     if existing is None:
         if created:
+            # Over the limit. Reports whose runs stopped without telling them (see
+            # report_settle) still count: settle them, then try once more.
+            if not settled and _settle_active(tenant_id):
+                return report_request(tenant_id=tenant_id, month=month, user=user, settled=True)
             raise TooManyReports
         return _report_for_orphan_run(tenant_id=tenant_id, month=month, user=user, run=run), True
-    if existing.state != Report.State.FAILED:
+    existing = report_settle(existing)
+    if not _made_again_on_request(existing):
         return existing, False
     with transaction.atomic():
-        if _active_reports(tenant_id) >= max_active_reports():
+        if _at_limit(tenant_id):
             raise TooManyReports
         return _report_retry(existing, user), True
+
+
+def _made_again_on_request(report: Report) -> bool:
+    """A failed report is tried again; so is a ready one made before its month was over (a
+    report of the current month): pressing again brings in what has happened since."""
+    if report.state == Report.State.FAILED:
+        return True
+    if report.state != Report.State.READY or report.finished_at is None:
+        return False
+    following = (report.month.replace(day=28) + timedelta(days=4)).replace(day=1)
+    month_over = timezone.make_aware(datetime.combine(following, time.min))
+    return report.finished_at < month_over
+
+
+def _at_limit(tenant_id: int) -> bool:
+    """The tenant has its maximum of reports in progress, counting none whose run has stopped."""
+    limit = max_active_reports()
+    if _active_reports(tenant_id) < limit:
+        return False
+    return not _settle_active(tenant_id) or _active_reports(tenant_id) >= limit
 
 
 # One statement: the per-tenant limit is checked by the INSERT itself (a partial index makes
@@ -120,7 +147,7 @@ def _report_for_orphan_run(*, tenant_id: int, month: date, user: Any, run: Any) 
     follows the run while it is still going, or gets a fresh run if it has finished."""
     try:
         with transaction.atomic():
-            if _active_reports(tenant_id) >= max_active_reports():
+            if _at_limit(tenant_id):
                 raise TooManyReports
             if run.is_finished:
                 run = _new_run(tenant_id, month, keyed=False)  # the key stays with the old run
@@ -135,8 +162,8 @@ def _report_for_orphan_run(*, tenant_id: int, month: date, user: Any, run: Any) 
 
 def _report_retry(report: Report, user: Any) -> Report:
     report = Report.objects.select_for_update(of=("self",)).select_related("run").get(pk=report.pk)
-    if report.state != Report.State.FAILED:
-        return report  # a concurrent request retried it already
+    if not _made_again_on_request(report):
+        return report  # a concurrent request made it again already
     run = report.run
     if run is None:
         # Retention pruned the failed run, which freed the month's key.
@@ -162,6 +189,50 @@ def _new_run(tenant_id: int, month: date, *, keyed: bool) -> Any:
 
 def _active_reports(tenant_id: int) -> int:
     return Report.objects.active().filter(tenant_id=tenant_id).count()
+
+
+def report_settle(report: Report) -> Report:
+    """The report, failed if it is still waiting or in progress but its run can no longer
+    finish it. The job fails its report itself when it can; this catches what the job never
+    sees: a time limit on its last attempt, a run cancelled or skipped before it started, a
+    last attempt whose worker was killed, a run pruned from the history. Called where the
+    report is read (the page's polling, a new press, the limit check), so no report stays
+    "in progress" for ever and blocks the tenant's limit."""
+    if report.state not in (Report.State.PENDING, Report.State.RUNNING):
+        return report
+    run = report.run
+    if run is not None and not run.is_finished:
+        return report
+    message = f"We could not generate this report ({_stopped_reason(run)}). Please try again."
+    now = timezone.now()
+    settled = Report.objects.filter(
+        pk=report.pk, run_id=report.run_id, state__in=[Report.State.PENDING, Report.State.RUNNING]
+    ).update(state=Report.State.FAILED, message=message, finished_at=now)
+    if settled:
+        report.state, report.message, report.finished_at = Report.State.FAILED, message, now
+    else:
+        report.refresh_from_db()  # changed meanwhile (finished, or tried again)
+    return report
+
+
+def _stopped_reason(run: JobRun | None) -> str:
+    if run is None:
+        return "its job was removed from the history"
+    if run.state == JobRun.State.CANCELLED:
+        return "it was cancelled"
+    if run.state == JobRun.State.SKIPPED:
+        return "it was skipped"
+    if run.state == JobRun.State.SUCCEEDED:
+        return "its job finished without storing the file"
+    if run.error.startswith("Time limit exceeded"):
+        return "it took longer than the time limit"
+    return "it failed on every attempt"
+
+
+def _settle_active(tenant_id: int) -> int:
+    """Settle the tenant's reports in progress; how many became failed."""
+    active = Report.objects.active().filter(tenant_id=tenant_id).select_related("run")
+    return sum(report_settle(r).state == Report.State.FAILED for r in active)
 
 
 def report_status(report: Report) -> dict[str, Any]:
@@ -310,7 +381,7 @@ def report_generate(*, tenant_id: int, month: date) -> dict[str, Any]:
     report = Report.objects.select_related("tenant", "requested_by").get(
         tenant_id=tenant_id, month=month
     )
-    Report.objects.filter(pk=report.pk).update(state=Report.State.RUNNING)
+    Report.objects.filter(pk=report.pk, run_id=run.run_id).update(state=Report.State.RUNNING)
     run.progress(10, "Gathering invoices and charges")
     figures = month_figures(tenant=report.tenant, month=report.month)
     run.progress(40, "Rendering the PDF")
@@ -320,18 +391,31 @@ def report_generate(*, tenant_id: int, month: date) -> dict[str, Any]:
     if default_storage.exists(path):
         default_storage.delete(path)
     stored = default_storage.save(path, ContentFile(pdf))
-    Report.objects.filter(pk=report.pk).update(
-        state=Report.State.READY, file=stored, message="", finished_at=timezone.now()
-    )
+    # Fenced like the run's own writes: an attempt whose lease was taken over (a stuck worker
+    # that another one replaced) neither marks the report ready nor leaves a second file.
+    marked = Report.objects.filter(
+        pk=report.pk,
+        run_id=run.run_id,
+        run__attempts=run.attempt,
+        run__state=JobRun.State.RUNNING,
+    ).update(state=Report.State.READY, file=stored, message="", finished_at=timezone.now())
+    if not marked:
+        if stored != path:  # the other attempt's file holds the name
+            default_storage.delete(stored)
+        raise jobs.LeaseLost(
+            f"report {report.pk}: run {run.run_id} attempt {run.attempt} was taken over"
+        )
     run.progress(95, "Sending the email")
     _email_requester(report)
     return {"file": stored, "bytes": len(pdf), "invoiced": figures.invoiced}
 
 
 def report_fail(*, tenant_id: int, month: date, reason: str) -> None:
-    Report.objects.filter(tenant_id=tenant_id, month=month).exclude(
-        state=Report.State.READY
-    ).update(
+    """The current run's report failed, with the reason in words for the user (a report made
+    again since then, with another run, is left alone)."""
+    Report.objects.filter(
+        tenant_id=tenant_id, month=month, run_id=jobs.current_run().run_id
+    ).exclude(state=Report.State.READY).update(
         state=Report.State.FAILED,
         message=f"We could not generate this report ({reason}). Please try again.",
         finished_at=timezone.now(),

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from billing.models import Invoice, Membership, Report, Tenant
-from billing.reports import TooManyReports, report_request, report_status
+from billing.reports import TooManyReports, report_request, report_settle, report_status
 
 RETRY_AFTER_SECONDS = 30
 
@@ -72,13 +72,16 @@ def last_month(today: date) -> date:
 def dashboard(request: HttpRequest) -> HttpResponse:
     tenant = member_tenant(request)
     today = timezone.localdate()
+    reports = [
+        report_status(report_settle(r))
+        for r in Report.objects.filter(tenant=tenant).select_related("run")[:12]
+    ]
     context = {
         "tenant": tenant,
         "invoices": Invoice.objects.filter(tenant=tenant).order_by("-period_end")[:12],
-        "reports": [
-            report_status(r)
-            for r in Report.objects.filter(tenant=tenant).select_related("run")[:12]
-        ],
+        "reports": reports,
+        # The page goes on following a report still in progress after a reload.
+        "following": next((r for r in reports if r["state"] in ("pending", "running")), None),
         "default_month": f"{last_month(today):%Y-%m}",
         "max_month": f"{today:%Y-%m}",
     }
@@ -91,7 +94,8 @@ def parse_month(raw: object, today: date) -> tuple[date | None, str]:
     try:
         month = date.fromisoformat(f"{raw.strip()}-01")
     except ValueError:
-        return None, f"{raw!r} is not a month: use the form YYYY-MM, e.g. 2026-10."
+        shown = raw if len(raw) <= 20 else raw[:20] + "…"  # the message echoes it: keep it short
+        return None, f"{shown!r} is not a month: use the form YYYY-MM, e.g. 2026-10."
     if month > today.replace(day=1):
         return None, "That month has not started yet: choose this month or an earlier one."
     if month.year < 2000:
@@ -107,7 +111,7 @@ def report_create(request: HttpRequest) -> HttpResponse:
     if request.content_type == "application/json":
         try:
             body = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested thousands deep
             return JsonResponse(
                 {"errors": {"__all__": ["The body is not valid JSON."]}}, status=400
             )
@@ -142,7 +146,7 @@ def _tenant_report(request: HttpRequest, pk: int) -> Report:
 @api_login_required
 @require_GET
 def report_status_view(request: HttpRequest, pk: int) -> HttpResponse:
-    response = JsonResponse(report_status(_tenant_report(request, pk)))
+    response = JsonResponse(report_status(report_settle(_tenant_report(request, pk))))
     response["Cache-Control"] = "no-store"
     return response
 

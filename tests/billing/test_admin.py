@@ -10,6 +10,7 @@ from django.test import Client
 
 from billing import services
 from billing.gateway import LedgerGateway
+from billing.models import Report, Tenant
 from tests.billing.conftest import subscribed_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,3 +118,15 @@ def test_a_second_live_subscription_is_a_form_error_not_a_500(admin_client: Clie
     assert response.status_code == 200
     assert "already has an active or past-due subscription" in response.text
     assert tenant.subscriptions.count() == 1
+
+
+def test_reports_are_listed_read_only_and_an_operator_may_delete_one(admin_client: Client) -> None:
+    tenant = Tenant.objects.create(name="Acme", slug="acme")
+    report = Report.objects.create(
+        tenant=tenant, month=date(2026, 10, 1), state="failed", message="We could not (boom)."
+    )
+    page = admin_client.get("/admin/billing/report/", {"state": "failed"})
+    assert page.status_code == 200 and "We could not (boom)." in page.text
+    assert admin_client.get("/admin/billing/report/add/").status_code == 403
+    response = admin_client.post(f"/admin/billing/report/{report.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302 and not Report.objects.exists()

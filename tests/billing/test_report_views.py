@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime, time
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from billing.models import Invoice, Membership, Report, Tenant
 from jobs.models import JobRun
@@ -249,3 +250,110 @@ def test_a_failed_report_whose_run_was_pruned_gets_a_fresh_keyed_run(
     assert report.state == "pending" and report.run is not None, "not left pending forever"
     assert report.run.key == f"report:{people['acme'].pk}:2026-10"
     assert queued_message_ids(broker) == [str(report.run_id)]
+
+
+def stop_run(report_id: int, **run_fields: Any) -> None:
+    """The report's run stopped without the job telling its report (the report stays as is)."""
+    JobRun.objects.filter(pk=Report.objects.get(pk=report_id).run_id).update(**run_fields)
+
+
+@pytest.mark.parametrize(
+    ("run_fields", "reason"),
+    [
+        ({"state": "cancelled"}, "it was cancelled"),
+        ({"state": "skipped"}, "it was skipped"),
+        (
+            {"state": "dead", "error": "Time limit exceeded: the job ran longer than 300 s."},
+            "it took longer than the time limit",
+        ),
+        ({"state": "dead", "error": "worker lost: its lease expired"}, "failed on every attempt"),
+    ],
+)
+def test_a_report_whose_run_stopped_shows_failed_and_is_tried_again(
+    people: dict[str, Any], broker: Any, run_fields: dict[str, str], reason: str
+) -> None:
+    client = logged_in(people["alice"])
+    report_id = client.post("/app/reports/", {"month": "2026-10"}).json()["id"]
+    Report.objects.filter(pk=report_id).update(state="running")
+    stop_run(report_id, **run_fields)
+    status = client.get(f"/app/reports/{report_id}/").json()
+    assert status["state"] == "failed" and reason in status["message"], status
+    assert Report.objects.get(pk=report_id).state == "failed", "settled in the database"
+    again = client.post("/app/reports/", {"month": "2026-10"})
+    assert again.status_code == 202 and again.json()["id"] == report_id
+    report = Report.objects.get(pk=report_id)
+    assert report.state == "pending" and str(report.run_id) in queued_message_ids(broker)
+
+
+def test_a_report_whose_run_was_pruned_while_pending_shows_failed(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    report_id = client.post("/app/reports/", {"month": "2026-10"}).json()["id"]
+    JobRun.objects.all().delete()
+    status = client.get(f"/app/reports/{report_id}/").json()
+    assert status["state"] == "failed" and "removed from the history" in status["message"]
+
+
+def test_reports_whose_runs_stopped_do_not_hold_the_limit(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    ids = [client.post("/app/reports/", {"month": m}).json()["id"] for m in ("2026-07", "2026-08")]
+    third = client.post("/app/reports/", {"month": "2026-09"}).json()["id"]
+    for report_id in ids:
+        stop_run(report_id, state="cancelled")  # nobody polls them any more
+    response = client.post("/app/reports/", {"month": "2026-10"})
+    assert response.status_code == 202, response.content
+    states = dict(Report.objects.values_list("pk", "state"))
+    assert [states[i] for i in ids] == ["failed", "failed"] and states[third] == "pending"
+    # Two in progress now (2026-09, 2026-10): one more fits, the next is refused.
+    assert client.post("/app/reports/", {"month": "2026-06"}).status_code == 202
+    assert client.post("/app/reports/", {"month": "2026-05"}).status_code == 429
+
+
+def test_a_ready_report_of_a_month_not_over_is_made_again_on_request(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    this_month = f"{timezone.localdate():%Y-%m}"
+    report_id = client.post("/app/reports/", {"month": this_month}).json()["id"]
+    stop_run(report_id, state="succeeded")
+    Report.objects.filter(pk=report_id).update(
+        state="ready", file="reports/x.pdf", finished_at=timezone.now()
+    )
+    again = client.post("/app/reports/", {"month": this_month})
+    assert again.status_code == 202 and again.json()["id"] == report_id
+    assert again.json()["state"] == "pending", "made again: the month has gone on since"
+    # A ready report made after its month was over is final.
+    report = Report.objects.get(pk=report_id)
+    stop_run(report_id, state="succeeded")
+    month_over = report.month.replace(day=28) + timezone.timedelta(days=4)
+    Report.objects.filter(pk=report_id).update(
+        state="ready", finished_at=timezone.make_aware(datetime.combine(month_over, time.min))
+    )
+    final = client.post("/app/reports/", {"month": this_month})
+    assert final.status_code == 202 and final.json()["state"] == "ready"
+
+
+def test_json_nested_too_deep_is_400_not_500(people: dict[str, Any], broker: Any) -> None:
+    response = logged_in(people["alice"]).post(
+        "/app/reports/", "[" * 100_000, content_type="application/json"
+    )
+    assert response.status_code == 400 and "JSON" in response.json()["errors"]["__all__"][0]
+
+
+def test_a_long_bad_month_is_not_echoed_whole(people: dict[str, Any], broker: Any) -> None:
+    response = logged_in(people["alice"]).post("/app/reports/", {"month": "x" * 10_000})
+    message = response.json()["errors"]["month"][0]
+    assert response.status_code == 400 and "YYYY-MM" in message and len(message) < 200
+
+
+def test_the_dashboard_follows_a_report_in_progress_after_a_reload(
+    people: dict[str, Any], broker: Any
+) -> None:
+    client = logged_in(people["alice"])
+    assert "data-follow" not in client.get("/app/").content.decode()
+    report_id = client.post("/app/reports/", {"month": "2026-10"}).json()["id"]
+    page = client.get("/app/").content.decode()
+    assert f'data-follow="/app/reports/{report_id}/"' in page
