@@ -49,8 +49,11 @@ def reconcile_day(date: str | None = None) -> dict[str, object]:
 
 def _day_from_slot() -> dt.date:
     # The slot, never the wall clock: a run that starts late, is retried or is replayed
-    # for a backfill reconciles the same day.
+    # for a backfill reconciles the same day. An operator's retry of a dead run is a new run
+    # without a slot (the slot stays unique to the first): it reconciles its original's day.
     run = jobs.JobRun.objects.get(id=jobs.current_run().run_id)
+    while run.scheduled_for is None and run.retry_of_id is not None:
+        run = jobs.JobRun.objects.get(id=run.retry_of_id)
     if run.scheduled_for is None:
         raise ValueError(
             "date: this run was not fired by a schedule, so it has no slot to take the day "

@@ -32,12 +32,14 @@ def alert_run_dead(*, run_id: uuid.UUID) -> None:
     for receiver, response in run_dead.send_robust(sender=JobRun, run=run):
         if isinstance(response, Exception):
             logger.error("run_dead receiver %r failed: %s", receiver, response)
-    where = (
-        f" (schedule {run.schedule.name!r}, slot {run.scheduled_for:%Y-%m-%d %H:%M %Z})"
-        if run.schedule
-        else ""
-    )
+    where = ""
+    if run.schedule:
+        # "Run now" and retried runs belong to the schedule but have no slot.
+        slot = f", slot {run.scheduled_for:%Y-%m-%d %H:%M %Z}" if run.scheduled_for else ""
+        where = f" (schedule {run.schedule.name!r}{slot})"
     subject = f"Job {run.job} died after {run.attempts} attempt(s){where}"
+    # In the log too, whatever the alert's delivery: where an SRE looks first.
+    logger.error("%s: run %s: %s", subject, run.id, run.error)
     body = f"Run {run.id}\nJob: {run.job}\nAttempts: {run.attempts}\nError: {run.error}\n\n{run.traceback}"
     _deliver(subject, body)
 
@@ -70,7 +72,15 @@ def _send_all(subject: str, body: str, email: bool, webhook_url: str) -> None:
         except Exception as exc:
             logger.error("alert mail failed: %s", exc)
     if webhook_url:
-        post_webhook(webhook_url, {"text": f"*{subject}*\n{body[:2500]}"})
+        post_webhook(webhook_url, {"text": f"*{subject}*\n{_clip(body, 2500)}"})
+
+
+def _clip(text: str, limit: int) -> str:
+    """The head and the tail: a traceback's last lines say where the error was raised."""
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return f"{text[:head]}\n[… {len(text) - limit} characters …]\n{text[-(limit - head) :]}"
 
 
 def post_webhook(url: str, payload: dict[str, Any]) -> bool:

@@ -43,7 +43,10 @@ class RunRecorder(Middleware):
         self.lease_keeper = LeaseKeeper(jobs_settings().LEASE_SECONDS)
         self.lease_keeper.start()
 
-    def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+    def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        # After, not before: Dramatiq emits "before" as a graceful stop begins and then waits
+        # for the running jobs to finish. Their leases must be renewed all that time, or the
+        # sweep hands them to another worker while they still run here.
         if self.lease_keeper is not None:
             self.lease_keeper.stop()
 

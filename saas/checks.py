@@ -37,3 +37,19 @@ def check_mail(app_configs: Any = None, **kwargs: Any) -> list[checks.Warning]:
             )
         ]
     return []
+
+
+@checks.register(deploy=True)
+def check_alerts(app_configs: Any = None, **kwargs: Any) -> list[checks.Warning]:
+    mails = getattr(settings, "JOBS_ALERT_EMAIL_ADMINS", True) and settings.ADMINS
+    if not mails and not getattr(settings, "JOBS_ALERT_WEBHOOK_URL", ""):
+        return [
+            checks.Warning(
+                "No one gets the jobs' alerts: a dead run (last night's billing) or late "
+                "schedules are only logged.",
+                hint="Set ALERT_EMAILS (comma-separated addresses, needs EMAIL_URL) and/or "
+                "ALERT_WEBHOOK_URL (a Slack-compatible webhook).",
+                id="saas.W003",
+            )
+        ]
+    return []

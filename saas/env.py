@@ -50,6 +50,8 @@ class Environment:
     mail_configured: bool  # False: mails are written to the console (the log)
     from_email: str
     site_url: str
+    alert_emails: list[str]  # ADMINS: who gets the jobs' alert mails
+    alert_webhook_url: str
 
     @property
     def embedded(self) -> bool:
@@ -137,6 +139,18 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
             f"SITE_URL={site_url!r} must be the site's address, e.g. https://billing.example.com."
         )
 
+    alert_emails = [a.strip() for a in environ.get("ALERT_EMAILS", "").split(",") if a.strip()]
+    for address in alert_emails:
+        if "@" not in address:
+            raise ConfigurationError(
+                f"ALERT_EMAILS: {address!r} is not an email address (comma-separated list)."
+            )
+    alert_webhook_url = environ.get("ALERT_WEBHOOK_URL", "").strip()
+    if alert_webhook_url and not alert_webhook_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            "ALERT_WEBHOOK_URL must start with http:// or https:// (a Slack-compatible webhook)."
+        )
+
     return Environment(
         debug=debug,
         secret_key=secret_key,
@@ -150,6 +164,8 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
         mail_configured=bool(email_url),
         from_email=environ.get("DEFAULT_FROM_EMAIL", "").strip() or "webmaster@localhost",
         site_url=site_url,
+        alert_emails=alert_emails,
+        alert_webhook_url=alert_webhook_url,
     )
 
 

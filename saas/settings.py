@@ -153,6 +153,12 @@ CRONJOBS = [("* * * * *", "jobs.scheduler.cron_tick")]
 # `check --deploy` says so (saas.W002).
 MAILERS = {"default": ENV.mailer}
 DEFAULT_FROM_EMAIL = ENV.from_email
+SERVER_EMAIL = ENV.from_email
+
+# Where the jobs' alerts go (a dead run, late schedules): mail to ADMINS and/or a webhook.
+# `check --deploy` warns when neither is set (saas.W003).
+ADMINS = ENV.alert_emails
+JOBS_ALERT_WEBHOOK_URL = ENV.alert_webhook_url
 
 LOGGING = {
     "version": 1,

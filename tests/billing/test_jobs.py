@@ -100,3 +100,27 @@ def test_a_bad_payload_is_refused_at_enqueue_naming_the_field() -> None:
         jobs.enqueue("billing.reconcile_tenant", {"tenant_id": 0, "date": "2026-13-01"})
     fields = {path for path, _ in info.value.errors}
     assert fields == {"tenant_id", "date"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_operators_retry_of_a_dead_scheduled_run_reconciles_the_original_day() -> None:
+    from billing.jobs import _day_from_slot
+    from jobs.runtime import Claim, set_claim
+
+    slot = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
+    schedule = jobs.Schedule.objects.create(
+        name="daily", job="billing.reconcile_day", kind="interval", interval_seconds=86400
+    )
+    dead = jobs.JobRun.objects.create(
+        job="billing.reconcile_day", schedule=schedule, scheduled_for=slot, state="dead"
+    )
+    retry = jobs.run_retry(run=dead)
+    jobs.JobRun.objects.filter(pk=retry.pk).update(state="dead")  # the retry died too
+    retry.refresh_from_db()
+    again = jobs.run_retry(run=retry)
+    assert retry.scheduled_for is None and again.retry_of_id == retry.pk
+    set_claim(Claim(again.id, 1, again.job))
+    try:
+        assert _day_from_slot() == services.reconciled_day(slot)
+    finally:
+        set_claim(None)

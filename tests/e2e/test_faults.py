@@ -147,3 +147,26 @@ def test_a_retry_lost_in_a_redis_outage_is_re_sent_by_the_sweep(tmp_path: Path) 
         log = (tmp_path / "worker.log").read_text()
     assert run.state == "succeeded" and run.attempts == 2, log[-3000:]
     assert run.result == {"attempt": 2}
+
+
+def test_sigterm_lets_a_running_job_finish_on_its_lease(
+    broker: RedisBroker, tmp_path: Path
+) -> None:
+    """A graceful stop (a deploy) drains running jobs: their leases are renewed until they
+    finish, so the sweep does not hand them to another worker in the meantime."""
+    short = {"TEST_JOBS_LEASE_SECONDS": "3", "TEST_JOBS_SWEEP_INTERVAL_SECONDS": "1"}
+    with (
+        start(manage_command("runscheduler"), tmp_path / "scheduler.log", **short),
+        start(worker_command(threads=2), tmp_path / "worker.log", **short) as worker,
+    ):
+        ready(tmp_path / "worker.log", worker)
+        run = jobs.enqueue("test.sleepy", {"seconds": 8, "steps": 32})
+        wait_until(
+            lambda: JobRun.objects.filter(id=run.id, state="running", progress__gt=0).exists(),
+            30,
+            what="the job to start",
+        )
+        os.kill(worker.pid, signal.SIGTERM)  # runs 8 s: well past the 3 s lease
+        assert worker.wait(60) == 0
+    run.refresh_from_db()
+    assert (run.state, run.attempts, run.history) == ("succeeded", 1, []), run.error

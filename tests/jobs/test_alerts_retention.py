@@ -229,3 +229,24 @@ def test_misconfiguration_is_reported_by_system_checks(
 
 def test_the_shipped_configuration_passes_the_checks() -> None:
     assert [m for m in run_checks() if m.id and m.id.startswith("jobs.")] == []
+
+
+def test_a_dead_run_of_a_schedule_without_a_slot_is_alerted_and_logged(
+    settings: Any, webhook: tuple[str, list[dict[str, Any]]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """ "Run now" and retried runs belong to a schedule but have no slot."""
+    url, received = webhook
+    settings.JOBS_ALERT_WEBHOOK_URL = url
+    schedule = Schedule.objects.create(
+        name="nightly <b>", job="test.always_fails", kind="interval", interval_seconds=60
+    )
+    run = _running_run(schedule=schedule)
+    traceback = "Traceback (most recent call last):\n" + "  frame\n" * 1000 + "ValueError: boom"
+    claim = Claim(run.id, 1, run.job)
+    with caplog.at_level("ERROR", logger="jobs.alerts"):
+        assert run_record_failure(claim=claim, error="ValueError: boom", traceback=traceback)
+    wait_until(lambda: received, 10, what="the webhook")
+    assert "died after 1 attempt(s) (schedule 'nightly <b>')" in received[0]["text"]
+    assert received[0]["text"].endswith("ValueError: boom"), "the traceback's tail is kept"
+    assert len(received[0]["text"]) < 2700
+    assert f"run {run.id}: ValueError: boom" in caplog.text

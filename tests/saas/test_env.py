@@ -86,6 +86,8 @@ def test_the_cache_and_sessions_use_redis_only_when_asked(tmp_path: Path) -> Non
         ({"EMAIL_URL": "smtp://mail.example.com:smtp"}, "EMAIL_URL"),
         ({"EMAIL_URL": "smtp://mail.example.com?tls=perhaps"}, "EMAIL_URL"),
         ({"SITE_URL": "billing.example.com"}, "SITE_URL"),
+        ({"ALERT_EMAILS": "ops@example.com, oncall"}, "ALERT_EMAILS"),
+        ({"ALERT_WEBHOOK_URL": "hooks.example.com/x"}, "ALERT_WEBHOOK_URL"),
     ],
 )
 def test_unsafe_or_broken_values_are_refused_naming_the_variable(
@@ -156,8 +158,11 @@ def test_deploy_check_warns_about_local_links_and_unsent_mail(tmp_path: Path) ->
         return result.stdout + result.stderr
 
     out = deploy_check()
-    assert "saas.W001" in out and "saas.W002" in out
+    assert "saas.W001" in out and "saas.W002" in out and "saas.W003" in out
     out = deploy_check(
-        SITE_URL="https://billing.example.com", EMAIL_URL="smtp://mail.example.com:587?tls=1"
+        SITE_URL="https://billing.example.com",
+        EMAIL_URL="smtp://mail.example.com:587?tls=1",
+        ALERT_EMAILS="ops@example.com, oncall@example.com",
     )
-    assert "saas.W001" not in out and "saas.W002" not in out
+    assert "saas.W001" not in out and "saas.W002" not in out and "saas.W003" not in out
+    assert "saas.W003" not in deploy_check(ALERT_WEBHOOK_URL="https://hooks.example.com/x")
