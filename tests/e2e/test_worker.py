@@ -53,6 +53,10 @@ def test_the_last_failure_makes_the_run_dead_with_error_and_traceback(
     assert run.error.startswith("ValueError: this job always fails")
     assert 'raise ValueError("this job always fails' in run.traceback
     assert len(run.history) == 3
+    # The worker's log ties its lines to the run: Dramatiq's failure line and the alert's.
+    log = worker.read_text()
+    assert f"[test.always_fails {run.id} attempt 3]" in log
+    assert f"test.always_fails died after 3 attempt(s): run {run.id}" in log
 
     # Dramatiq's dead-letter queue has the message too (nacked just after the run is recorded).
     if isinstance(broker, RedisBroker):
