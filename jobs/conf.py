@@ -37,6 +37,9 @@ class JobsSettings:
     """Slack-compatible incoming webhook for dead runs and late schedules; empty to disable."""
     ALERT_EMAIL_ADMINS: bool = True
     WORKER_SEEN_SECONDS: int = 60
+    MAX_WORKER_LOSSES: int = 3
+    """Attempts a run may lose with its worker (killed, out of memory) before it is dead:
+    a job that kills its worker every time must not be handed out for ever."""
 
 
 _FIELDS = [f.name for f in fields(JobsSettings)]

@@ -276,7 +276,7 @@ def sweep(now: datetime | None = None, *, limit: int = 1000) -> dict[str, int]:
             :limit
         ]
     )
-    requeued = [run for run in expired if _requeue_expired(run, now)]
+    requeued = [run for run in expired if _requeue_expired(run, now, conf.MAX_WORKER_LOSSES)]
     if requeued:
         logger.warning(
             "re-sending %d run(s) whose worker stopped renewing its lease", len(requeued)
@@ -303,16 +303,21 @@ def sweep(now: datetime | None = None, *, limit: int = 1000) -> dict[str, int]:
     return counts
 
 
-def _requeue_expired(run: JobRun, now: datetime) -> bool:
-    """running (lease expired) -> pending, noting the lost attempt; False if a renewal won or
-    the row is locked (its job is committing right now: it is alive)."""
+def _requeue_expired(run: JobRun, now: datetime, max_losses: int) -> bool:
+    """running (lease expired) -> pending, noting the lost attempt; dead instead once the run
+    has lost `max_losses` attempts with their workers. False if a renewal won or the row is
+    locked (its job is committing right now: it is alive), or the run is now dead."""
+    error = "worker lost: its lease expired (process killed or stuck)"
+    losses = 1 + sum(entry.get("error", "").startswith("worker lost") for entry in run.history)
     entry = {
         "attempt": run.attempts,
         "worker": run.worker,
         "started_at": run.started_at.isoformat() if run.started_at else None,
         "finished_at": now.isoformat(),
-        "error": "worker lost: its lease expired (process killed or stuck)",
+        "error": error,
     }
+    if losses >= max_losses:
+        return _dead_after_losses(run, now, entry, losses)
     run.state = JobRun.State.PENDING
     with transaction.atomic():
         lockable = (
@@ -327,3 +332,29 @@ def _requeue_expired(run: JobRun, now: datetime) -> bool:
             )
             == 1
         )
+
+
+def _dead_after_losses(run: JobRun, now: datetime, entry: dict[str, Any], losses: int) -> bool:
+    from jobs.alerts import alert_run_dead
+
+    error = (
+        f"worker lost {losses} times: each attempt's process was killed or stopped responding "
+        "(out of memory? a crash in native code?); not handed out again"
+    )
+    with transaction.atomic():
+        lockable = (
+            JobRun.objects.expired_leases(now)
+            .filter(id=run.id, attempts=run.attempts)
+            .select_for_update(skip_locked=True)
+            .values("id")
+        )
+        died = JobRun.objects.filter(id__in=lockable).update(
+            state=JobRun.State.DEAD,
+            lease_expires_at=None,
+            finished_at=now,
+            error=error,
+            history=[*run.history, entry],
+        )
+    if died:
+        alert_run_dead(run_id=run.id)  # logged there, with the alerts
+    return False
