@@ -829,7 +829,13 @@ class JobRunAdmin(JobRunAdminBase):
             if run.state not in RETRYABLE_STATES:
                 refused += 1
                 continue
-            retry = services.run_retry(run=run)
+            try:
+                retry = services.run_retry(run=run)
+            except ValueError as exc:  # its job was removed, or a retry is still going
+                self.message_user(
+                    request, f"Run {str(run.id)[:8]} not retried: {exc}", messages.WARNING
+                )
+                continue
             self.log_change(request, run, f"Retried as run {retry.id}")
             self.log_addition(request, retry, f"Retry of run {run.id}")
             retried.append(retry)

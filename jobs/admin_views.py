@@ -126,7 +126,10 @@ def progress_bar(run: JobRun) -> SafeString:
 def _stamp(dt: datetime | None, tz: ZoneInfo | None = None) -> str:
     if dt is None:
         return "—"
-    local = timezone.localtime(dt, tz) if tz else timezone.localtime(dt)
+    try:
+        local = timezone.localtime(dt, tz) if tz else timezone.localtime(dt)
+    except OverflowError:  # a time next to year 1 or 9999, stored before it was refused
+        return f"{dt:%Y-%m-%d %H:%M:%S} UTC"
     return f"{local:%Y-%m-%d %H:%M:%S %Z}"
 
 

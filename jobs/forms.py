@@ -16,6 +16,7 @@ from zoneinfo import available_timezones
 from django import forms
 from django.contrib.admin import widgets as admin_widgets
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.forms.fields import InvalidJSONInput
 from django.forms.models import construct_instance
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -79,6 +80,12 @@ class PayloadField(forms.JSONField):
 
     widget = forms.Textarea
 
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # shown again as typed, like any other unreadable JSON
+            return InvalidJSONInput(data)
+
     def to_python(self, value: Any) -> Any:
         if self.disabled:
             return value
@@ -88,6 +95,11 @@ class PayloadField(forms.JSONField):
             return {}
         try:
             parsed = json.loads(value)
+        except RecursionError:
+            raise ValidationError(
+                "The payload is nested too deeply to read; a job's arguments need a few levels.",
+                code="invalid",
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValidationError(
                 "Invalid JSON: %(msg)s at line %(line)s, column %(col)s. Enter a JSON object "
@@ -322,4 +334,6 @@ class BackfillForm(forms.Form):
         start, end = cleaned.get("start"), cleaned.get("end")
         if start and end and end < start:
             self.add_error("end", "The end of the range must not be before its start.")
+        if start and start < schedules.EARLIEST:
+            self.add_error("start", f"Start from {schedules.EARLIEST:%Y} or later.")
         return cleaned

@@ -155,6 +155,10 @@ def _is_aware(dt: datetime) -> bool:
     return dt.tzinfo is not None and dt.utcoffset() is not None
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _require_aware(field: str, dt: datetime) -> datetime:
     if not _is_aware(dt):
         raise ScheduleError(
@@ -458,6 +462,13 @@ class Timing:
             value = getattr(self, name)
             if value is not None:
                 _require_aware(name, value)
+                if not EARLIEST <= value <= LATEST:
+                    # Times near year 1 or 9999 overflow once shifted into a zone.
+                    raise ScheduleError(
+                        name,
+                        f"{name} must be between {EARLIEST:%Y} and {LATEST:%Y}; got "
+                        f"{value:%Y-%m-%d}. Leave ends_at empty for a schedule without end.",
+                    )
         if self.kind == "cron":
             _compile(self.cron)
         elif self.kind == "interval":

@@ -104,6 +104,14 @@ def run_retry(*, run: JobRun) -> JobRun:
         raise ValueError(
             f"Only dead, cancelled or skipped runs can be retried; this one is {run.state}."
         )
+    try:
+        get_job(run.job)  # a removed job's message would only reach the dead-letter queue
+    except UnknownJob:
+        raise ValueError(
+            f"Job {run.job!r} is no longer registered, so this run cannot be retried."
+        ) from None
+    if JobRun.objects.filter(retry_of=run).exclude(state__in=JobRun.FINISHED_STATES).exists():
+        raise ValueError("This run has a retry that is still waiting or running.")
     retry = JobRun(
         job=run.job,
         payload=run.payload,
@@ -134,14 +142,31 @@ def run_cancel(*, run: JobRun, reason: str = "cancelled by an operator") -> str:
     return "finished"
 
 
-def schedule_validate(schedule: Schedule) -> None:
-    """Raise ValidationError naming each bad field (timing, job, payload, queue)."""
+MIN_MISFIRE_GRACE_SECONDS = 5
+"""A slot is always fired a moment after its time: a smaller grace would miss every slot."""
+
+
+def schedule_validate(schedule: Schedule, now: datetime | None = None) -> None:
+    """Raise ValidationError naming each bad field (timing, job, payload, queue, a schedule
+    that is enabled but would never fire again after `now`)."""
     errors: dict[str, list[str]] = {}
     timing = schedule.timing()
     try:
         timing.validate()
     except schedules.ScheduleError as exc:
         errors.setdefault(TIMING_FIELDS.get(exc.field, "__all__"), []).append(str(exc))
+    else:
+        if schedule.enabled and schedules.next_fire(timing, now or timezone.now()) is None:
+            field = "run_at" if schedule.kind == Schedule.Kind.ONCE else "ends_at"
+            errors.setdefault(field, []).append(
+                f"{field} is in the past, so this schedule would never run. Choose a later "
+                "time, or untick Enabled to keep it only as a record."
+            )
+    if schedule.misfire_grace_seconds < MIN_MISFIRE_GRACE_SECONDS:
+        errors.setdefault("misfire_grace_seconds", []).append(
+            f"At least {MIN_MISFIRE_GRACE_SECONDS} seconds: the scheduler fires a slot a moment "
+            "after its time, so a smaller grace would count every slot as missed."
+        )
     if schedule.kind == Schedule.Kind.CRON and "cron" not in errors and schedule.cron:
         schedule.cron = schedules.normalize_cron(schedule.cron)
     try:
@@ -176,8 +201,8 @@ def schedule_next_run(schedule: Schedule, now: datetime) -> datetime | None:
 def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedule:
     """Validate and save a schedule; its next run is recomputed so an edit takes effect at the
     next tick."""
-    schedule_validate(schedule)
     now = now or timezone.now()
+    schedule_validate(schedule, now)
     schedule.next_run_at = schedule_next_run(schedule, now)
     schedule.save()
     return schedule
@@ -215,6 +240,13 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> bool:
     schedule.refresh_from_db()
     if schedule.enabled:
         return False
+    try:
+        get_job(schedule.job)
+    except UnknownJob:
+        raise ValueError(
+            f"Schedule {schedule.name!r} runs job {schedule.job!r}, which is no longer "
+            "registered: choose another job before resuming it."
+        ) from None
     next_run = schedules.next_fire(schedule.timing(), now)
     if next_run is None:
         raise ValueError(

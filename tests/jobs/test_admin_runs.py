@@ -314,3 +314,18 @@ def test_retry_and_cancel_need_their_own_permissions() -> None:
     assert queued.state == "queued"
     action(retrier, RUNS, "retry_runs", dead.pk)
     assert JobRun.objects.filter(retry_of=dead).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_refuses_a_removed_job_and_a_second_live_retry(
+    admin_client: Client, broker: RedisBroker
+) -> None:
+    gone = dead_run(job="billing.removed_job")
+    original = dead_run()
+    action(admin_client, RUNS, "retry_runs", original.pk)  # the first retry is queued
+    response = action(admin_client, RUNS, "retry_runs", gone.pk, original.pk)
+    text = " ".join(messages_of(admin_client.get(response["Location"])))
+    assert "'billing.removed_job' is no longer registered" in text
+    assert "has a retry that is still waiting or running" in text
+    assert JobRun.objects.filter(retry_of=original).count() == 1
+    assert not JobRun.objects.filter(retry_of=gone).exists()

@@ -364,3 +364,22 @@ def test_a_superuser_sees_every_button(admin_client: Client) -> None:
     html = admin_client.get(change_url(schedule)).content.decode()
     for label in ("Run now", "Pause…", "Backfill…", "Duplicate", "All runs"):
         assert f">{label}<" in html
+
+
+def test_resuming_a_schedule_whose_job_was_removed_says_why_not(admin_client: Client) -> None:
+    schedule = make_schedule(cron="0 * * * *")
+    Schedule.objects.filter(pk=schedule.pk).update(
+        enabled=False, paused_reason="outage", job="billing.removed_job"
+    )
+    response = action(admin_client, SCHEDULES, "resume_schedules", schedule.pk)
+    text = " ".join(messages_of(admin_client.get(response["Location"])))
+    assert "'billing.removed_job', which is no longer registered" in text
+    schedule.refresh_from_db()
+    assert not schedule.enabled
+
+
+def test_backfill_from_year_one_is_a_field_error_not_a_500(admin_client: Client) -> None:
+    schedule = make_schedule(T0, cron="0 * * * *")
+    page = backfill_post(admin_client, schedule, "preview", "0001-01-01 00:00", "2026-06-01 00:00")
+    assert page.status_code == 200
+    assert page.context["form"].errors["start"] == ["Start from 1970 or later."]

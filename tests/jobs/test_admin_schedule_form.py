@@ -234,3 +234,49 @@ def test_script_in_a_name_and_payload_is_escaped_on_the_change_page(
     page = admin_client.get(f"{SCHEDULES}{schedule.pk}/change/").content.decode()
     assert "<script>alert(" not in page and "<script>x</script>" not in page
     assert "&lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt;" in page
+
+
+def test_a_one_off_in_the_past_is_refused_unless_disabled(admin_client: Client) -> None:
+    past = {"kind": "once", "cron": "", "run_at_0": "2020-01-01", "run_at_1": "03:00"}
+    errors = post_invalid(admin_client, **past)
+    assert list(errors) == ["run_at"] and "would never run" in errors["run_at"][0]
+    kept = admin_client.post(ADD, form_data(**past, enabled=""))  # unticked: kept as a record
+    assert kept.status_code == 302
+
+
+def test_an_end_in_the_past_is_refused(admin_client: Client) -> None:
+    errors = post_invalid(
+        admin_client,
+        starts_at_0="2019-01-01",
+        starts_at_1="00:00",
+        ends_at_0="2020-01-01",
+        ends_at_1="00:00",
+    )
+    assert list(errors) == ["ends_at"] and "would never run" in errors["ends_at"][0]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"ends_at_0": "9999-12-31", "ends_at_1": "23:59", "timezone": "Asia/Tokyo"},
+        {"kind": "once", "cron": "", "run_at_0": "9999-12-31", "run_at_1": "23:59"},
+        {"starts_at_0": "0001-01-01", "starts_at_1": "00:00", "timezone": "America/New_York"},
+    ],
+)
+def test_times_at_the_ends_of_the_calendar_are_field_errors(
+    admin_client: Client, fields: dict[str, str]
+) -> None:
+    errors = post_invalid(admin_client, **fields)
+    field = next(name for name in ("ends_at", "run_at", "starts_at") if f"{name}_0" in fields)
+    assert errors[field] and "between 1970 and 9000" in errors[field][0]
+    assert admin_client.get(SCHEDULES).status_code == 200
+
+
+def test_a_misfire_grace_under_five_seconds_is_refused(admin_client: Client) -> None:
+    errors = post_invalid(admin_client, misfire_grace_seconds="0")
+    assert "At least 5 seconds" in errors["misfire_grace_seconds"][0]
+
+
+def test_a_payload_nested_too_deep_is_a_field_error(admin_client: Client) -> None:
+    errors = post_invalid(admin_client, payload="[" * 100_000)
+    assert "nested too deeply" in errors["payload"][0]
