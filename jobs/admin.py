@@ -618,6 +618,15 @@ class JobRunAdmin(JobRunAdminBase):
     search_help_text = "Search by run id (the full UUID) or key (or the start of a key)."
     show_full_result_count = False
     actions = ["retry_runs", "cancel_runs"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[JobRun]:
+        queryset = super().get_queryset(request)
+        match = request.resolver_match
+        if match is not None and match.url_name == "jobs_jobrun_changelist":
+            # 100 rows a page: the list shows none of these, and a traceback alone may be 20 KB.
+            queryset = queryset.defer("traceback", "history", "result", "payload", "error")
+        return queryset
+
     fieldsets = [
         (
             None,

@@ -329,3 +329,17 @@ def test_retry_refuses_a_removed_job_and_a_second_live_retry(
     assert "has a retry that is still waiting or running" in text
     assert JobRun.objects.filter(retry_of=original).count() == 1
     assert not JobRun.objects.filter(retry_of=gone).exists()
+
+
+def test_the_runs_list_does_not_load_tracebacks(admin_client: Client) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    dead_run(traceback="x" * 20_000)
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(RUNS)
+    assert page.status_code == 200 and "test.always_fails" in page.text
+    listing = [q["sql"] for q in queries if q["sql"].startswith('SELECT "jobs_jobrun"."id"')]
+    assert listing and all('"traceback"' not in sql and '"history"' not in sql for sql in listing)
+    detail = admin_client.get(f"{RUNS}{JobRun.objects.get().pk}/change/")
+    assert "x" * 100 in detail.text, "the run's own page still shows it"
