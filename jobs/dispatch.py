@@ -307,54 +307,46 @@ def _requeue_expired(run: JobRun, now: datetime, max_losses: int) -> bool:
     """running (lease expired) -> pending, noting the lost attempt; dead instead once the run
     has lost `max_losses` attempts with their workers. False if a renewal won or the row is
     locked (its job is committing right now: it is alive), or the run is now dead."""
-    error = "worker lost: its lease expired (process killed or stuck)"
     losses = 1 + sum(entry.get("error", "").startswith("worker lost") for entry in run.history)
-    entry = {
-        "attempt": run.attempts,
-        "worker": run.worker,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": now.isoformat(),
-        "error": error,
-    }
-    if losses >= max_losses:
-        return _dead_after_losses(run, now, entry, losses)
-    run.state = JobRun.State.PENDING
-    with transaction.atomic():
-        lockable = (
-            JobRun.objects.expired_leases(now)
-            .filter(id=run.id, attempts=run.attempts)
-            .select_for_update(skip_locked=True)
-            .values("id")
+    history = [
+        *run.history,
+        {
+            "attempt": run.attempts,
+            "worker": run.worker,
+            "started_at": run.started_at.isoformat() if run.started_at else None,
+            "finished_at": now.isoformat(),
+            "error": "worker lost: its lease expired (process killed or stuck)",
+        },
+    ]
+    if losses < max_losses:
+        run.state = JobRun.State.PENDING
+        return _update_if_expired(
+            run, now, state=JobRun.State.PENDING, lease_expires_at=None, history=history
         )
-        return (
-            JobRun.objects.filter(id__in=lockable).update(
-                state=JobRun.State.PENDING, lease_expires_at=None, history=[*run.history, entry]
-            )
-            == 1
-        )
-
-
-def _dead_after_losses(run: JobRun, now: datetime, entry: dict[str, Any], losses: int) -> bool:
     from jobs.alerts import alert_run_dead
 
-    error = (
-        f"worker lost {losses} times: each attempt's process was killed or stopped responding "
-        "(out of memory? a crash in native code?); not handed out again"
+    died = _update_if_expired(
+        run,
+        now,
+        state=JobRun.State.DEAD,
+        lease_expires_at=None,
+        finished_at=now,
+        error=f"worker lost {losses} times: each attempt's process was killed or stopped "
+        "responding (out of memory? a crash in native code?); not handed out again",
+        history=history,
     )
-    with transaction.atomic():
-        lockable = (
-            JobRun.objects.expired_leases(now)
-            .filter(id=run.id, attempts=run.attempts)
-            .select_for_update(skip_locked=True)
-            .values("id")
-        )
-        died = JobRun.objects.filter(id__in=lockable).update(
-            state=JobRun.State.DEAD,
-            lease_expires_at=None,
-            finished_at=now,
-            error=error,
-            history=[*run.history, entry],
-        )
     if died:
         alert_run_dead(run_id=run.id)  # logged there, with the alerts
     return False
+
+
+def _update_if_expired(run: JobRun, now: datetime, **values: Any) -> bool:
+    """Update the run if this attempt's lease is still expired and its row is not locked."""
+    with transaction.atomic():
+        lockable = (
+            JobRun.objects.expired_leases(now)
+            .filter(id=run.id, attempts=run.attempts)
+            .select_for_update(skip_locked=True)
+            .values("id")
+        )
+        return JobRun.objects.filter(id__in=lockable).update(**values) == 1

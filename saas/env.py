@@ -47,7 +47,6 @@ class Environment:
     broker_url: str | None  # None: the embedded in-process broker
     cache_url: str | None  # None: per-process memory cache, sessions in the database
     mailer: dict[str, Any]  # MAILERS["default"]
-    mail_configured: bool  # False: mails are written to the console (the log)
     from_email: str
     site_url: str
     alert_emails: list[str]  # ADMINS: who gets the jobs' alert mails
@@ -161,7 +160,6 @@ def read_environment(environ: Mapping[str, str], base_dir: Path) -> Environment:
         broker_url=broker_url,
         cache_url=cache_url,
         mailer=mailer_settings(email_url),
-        mail_configured=bool(email_url),
         from_email=environ.get("DEFAULT_FROM_EMAIL", "").strip() or "webmaster@localhost",
         site_url=site_url,
         alert_emails=alert_emails,
