@@ -1,9 +1,27 @@
-"""Broker helpers that work for every Dramatiq broker we support."""
+"""Broker helpers that work for every Dramatiq broker we support (Redis, RabbitMQ, the stub)."""
 
 from __future__ import annotations
 
 import dramatiq
+import dramatiq.errors
+import redis.exceptions
+from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
+
+# What "the broker is unavailable" looks like; anything else raised by a send is a bug.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    dramatiq.errors.BrokerConnectionError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+try:
+    import pika.exceptions
+
+    BROKER_ERRORS += (pika.exceptions.AMQPConnectionError, pika.exceptions.ChannelClosed)
+except ImportError:  # pragma: no cover - pika comes with dramatiq[rabbitmq]
+    pass
 
 
 def broker_ping(broker: dramatiq.Broker | None = None) -> None:
@@ -17,3 +35,27 @@ def broker_ping(broker: dramatiq.Broker | None = None) -> None:
         return
     # RabbitMQ: opening the (per-thread) channel proves the server answers.
     getattr(broker, "channel")  # noqa: B009 - the attribute access opens the connection
+
+
+def messages_held(broker: dramatiq.Broker, queue_name: str) -> int | None:
+    """How many messages the broker holds for a queue, its delay queue included, as a lower
+    bound on the runs it can still deliver; None where it cannot be known (the stub).
+
+    Redis counts the messages not yet acknowledged, so those fetched by a worker and still
+    running count too (Dramatiq's `qsize`, as its `join()` uses it). RabbitMQ counts only the
+    messages ready for delivery: the caller leaves the running runs out and allows for those a
+    worker has fetched and not started (its prefetch).
+    """
+    broker.declare_queue(queue_name)
+    if isinstance(broker, RedisBroker):
+        return int(broker.do_qsize(queue_name))
+    counts = getattr(broker, "get_queue_message_counts", None)
+    if counts is None:
+        return None
+    ready, delayed, _dead = counts(queue_name)
+    return int(ready) + int(delayed)
+
+
+def counts_unacknowledged(broker: dramatiq.Broker) -> bool:
+    """Whether messages_held() includes the messages workers have fetched but not finished."""
+    return isinstance(broker, RedisBroker)

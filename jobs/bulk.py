@@ -19,7 +19,7 @@ import psycopg
 from django.db import connection, transaction
 from psycopg.types.json import Jsonb
 
-from jobs.db import no_flush_wait, raw_cursor
+from jobs.db import raw_cursor
 from jobs.models import JobRun, Schedule
 
 # The columns a new run sets; the others start at their defaults (attempts 0, no error, ...).
@@ -241,26 +241,3 @@ def update_schedules(schedules: Sequence[Any]) -> None:
     )
     with raw_cursor() as cursor:
         cursor.execute(_UPDATE_SCHEDULES, [f"{{{','.join(values)}}}" for values in columns])
-
-
-def mark_queued(run_ids: Sequence[uuid.UUID], now: object) -> int:
-    """pending -> queued for runs just handed to the broker."""
-    if connection.vendor != "postgresql":
-        return JobRun.objects.filter(id__in=list(run_ids), state=JobRun.State.PENDING).update(
-            state=JobRun.State.QUEUED, enqueued_at=now
-        )
-    if len(run_ids) == 1:
-        # One run (a web request's enqueue): `id = %s` pins the primary key. With `= ANY(...)`
-        # a plan made while statistics said "few pending runs" (a new deployment, until
-        # autovacuum's ANALYZE) scanned every entry of the pending-runs index instead.
-        where, ids = "id = %s", str(run_ids[0])
-    else:
-        # One comma-separated string: adapting a list of UUIDs costs more in Python.
-        where, ids = "id = ANY(string_to_array(%s, ',')::uuid[])", ",".join(map(str, run_ids))
-    with raw_cursor() as cursor:
-        cursor.execute(
-            f"UPDATE jobs_jobrun SET state = 'queued', enqueued_at = %s {no_flush_wait()} "  # noqa: S608 - constant fragments, values bound
-            f"WHERE {where} AND state = 'pending'",
-            [now, ids],
-        )
-        return int(cursor.rowcount)

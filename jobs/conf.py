@@ -21,6 +21,16 @@ class JobsSettings:
     """A run still `pending` this long after it was created is sent again (outbox)."""
     RETRY_RESEND_AFTER_SECONDS: int = 60
     """A `retrying` run whose retry message has not arrived this long after it was due is re-sent."""
+    QUEUED_RESEND_AFTER_SECONDS: int = 30
+    """A `queued` run may be re-sent once it has waited this long and its queue in the broker
+    holds fewer messages than the database has runs waiting (the broker lost messages)."""
+    PREFETCH_ALLOWANCE: int = 16
+    """RabbitMQ only: messages a worker process may have fetched but not started, per queue
+    (Dramatiq fetches twice its thread count: 16 for 8 threads), which the broker no longer
+    counts as waiting."""
+    HUNG_GRACE_SECONDS: int = 30
+    """A run still executing this long past its time limit is stuck in a blocking call: it is
+    ended as dead and its worker process is recycled."""
     TICK_BATCH_SIZE: int = 500
     """Schedules claimed per tick transaction."""
     MISFIRE_CAP: int = 100

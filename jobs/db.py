@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 from django.db import connection, models, transaction
 from django.db.models.sql import UpdateQuery
+from django.utils import timezone
 
 
 def update_returning(
@@ -44,6 +45,17 @@ def no_flush_wait() -> str:
     if connection.vendor != "postgresql" or not connection.get_autocommit():
         return ""
     return "FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush_wait"
+
+
+def database_now() -> datetime:
+    """The database's clock: leases, takeovers and due times are decided on it, never on a
+    host's (the embedded SQLite default runs on this host's clock)."""
+    if connection.vendor != "postgresql":
+        return timezone.now()
+    with _cursor() as cursor:
+        cursor.execute("SELECT statement_timestamp()", [], **_prepare())
+        value: datetime = cursor.fetchone()[0]
+    return value
 
 
 def db_uuid(value: uuid.UUID) -> Any:

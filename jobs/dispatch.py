@@ -16,15 +16,17 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import dramatiq
-from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
+from django.db.models.functions import Now
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.middleware import Middleware
 
-from jobs.bulk import mark_queued
+from jobs import transitions
+from jobs.broker import BROKER_ERRORS, counts_unacknowledged, messages_held
+from jobs.db import database_now
+from jobs.health import outage
 from jobs.ids import random_uuid_strings
 from jobs.models import JobRun
 
@@ -42,7 +44,9 @@ SEND_FIELDS = (
 )
 
 
-def build_message(run: Any, now: datetime) -> tuple[dramatiq.Message[Any], int | None]:
+def build_message(run: Any, now: datetime | None) -> tuple[dramatiq.Message[Any], int | None]:
+    """The run's message, and its delay until `run.run_after` by `now` (the database's clock;
+    None is fine for runs without a run_after)."""
     options: dict[str, Any] = {
         "max_retries": run.max_retries,
         # Retries counts retries already made; a re-sent run carries its attempts so far.
@@ -51,7 +55,7 @@ def build_message(run: Any, now: datetime) -> tuple[dramatiq.Message[Any], int |
     if run.time_limit_seconds:
         options["time_limit"] = run.time_limit_seconds * 1000
     delay = None
-    if run.run_after and run.run_after > now:
+    if run.run_after and now is not None and run.run_after > now:
         delay = int((run.run_after - now).total_seconds() * 1000)
     message: dramatiq.Message[Any] = dramatiq.Message(
         queue_name=run.queue,
@@ -214,8 +218,8 @@ def _hooks(broker: dramatiq.Broker, name: str) -> list[Any]:
 def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int:
     """Send these runs (those still pending, unless told otherwise) and mark them queued.
 
-    Called after the transaction that recorded them has committed. A broker failure is
-    logged, not raised: the runs stay `pending` and the scheduler's sweep sends them later.
+    Called after the transaction that recorded them has committed. A broker outage is logged,
+    not raised: the runs stay `pending` and the scheduler's sweep sends them later.
     """
     ids = list(run_ids)
     if not ids:
@@ -227,24 +231,36 @@ def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int
     return send_and_mark(runs)
 
 
-def send_and_mark(runs: Sequence[Any]) -> int:
+def send_and_mark(runs: Sequence[Any], *, now: datetime | None = None) -> int:
     """Send these runs' messages (JobRun or scheduler.NewRun) and mark the pending ones queued;
-    0 if the broker failed."""
+    0 if the broker is unavailable (they stay pending; the sweep re-sends them).
+
+    `now` (the database's clock, when the caller has it) turns a run's `run_after` into the
+    message's delay. Anything but a broker outage (a bug in the send path, a value the encoder
+    refuses) is logged with its traceback and makes the runs dead with that error: re-sending
+    would fail the same way for ever.
+    """
     if not runs:
         return 0
-    now = timezone.now()
-    items = [build_message(run, now) for run in runs]
+    broker_state = outage("broker")
+    if now is None and any(run.run_after for run in runs):
+        now = database_now()
     try:
+        items = [build_message(run, now) for run in runs]
         send_messages(dramatiq.get_broker(), items)
+    except BROKER_ERRORS as exc:
+        broker_state.failed(exc)
+        logger.info("%d run(s) stay pending until the broker is back", len(runs))
+        return 0
     except Exception as exc:
-        logger.warning(
-            "broker unavailable (%s: %s); %d run(s) stay pending and will be re-sent",
-            type(exc).__name__,
-            exc,
-            len(runs),
+        logger.exception("sending %d run(s) failed; they are marked dead", len(runs))
+        transitions.fail_unsent(
+            [r.id for r in runs],
+            error=f"Could not be sent to the broker: {type(exc).__name__}: {exc}",
         )
         return 0
-    mark_queued([r.id for r in runs], timezone.now())
+    broker_state.ok()
+    transitions.mark_sent([r.id for r in runs])
     return len(runs)
 
 
@@ -252,101 +268,134 @@ def sweep(now: datetime | None = None, *, limit: int = 1000) -> dict[str, int]:
     """Repair what a crash or a broker outage left behind; safe to run from every scheduler.
 
     - `pending` runs older than a few seconds: their send never happened (the outbox).
-    - `running` runs whose lease expired: their worker died; put back to `queued` and re-send,
+    - `running` runs whose lease expired: their worker died; put back to `pending` and re-sent,
       so the next worker takes over (attempts + 1).
     - `retrying` runs long past their retry time: Dramatiq's re-enqueue was lost.
+    - `queued` runs whose message the broker lost (a restart without persistence, a flush, a
+      purge): see resend_lost_messages().
     A re-send that duplicates a message still in the broker is harmless: the claim drops it.
+    Times are the database's (`now` only for tests).
     """
     from jobs.conf import jobs_settings
 
     conf = jobs_settings()
-    now = now or timezone.now()
+    clock: Any = now or Now()
     started = time.monotonic()
-    counts = {"pending": 0, "expired": 0, "retrying": 0}
+    counts = {"pending": 0, "expired": 0, "retrying": 0, "lost": 0}
 
     pending = list(
-        JobRun.objects.stale_pending(now, timedelta(seconds=conf.PENDING_RESEND_AFTER_SECONDS))
+        JobRun.objects.stale_pending(clock, timedelta(seconds=conf.PENDING_RESEND_AFTER_SECONDS))
         .order_by("created_at")
         .only(*SEND_FIELDS)[:limit]
     )
     counts["pending"] = send_and_mark(pending)
 
-    expired = list(
-        JobRun.objects.expired_leases(now).only(*SEND_FIELDS, "worker", "history", "started_at")[
-            :limit
-        ]
-    )
-    requeued = [run for run in expired if _requeue_expired(run, now, conf.MAX_WORKER_LOSSES)]
-    if requeued:
+    expired = JobRun.objects.expired_leases(clock).values_list("id", "attempts")[:limit]
+    released = [
+        run_id
+        for run_id, attempt in expired
+        if transitions.release_expired(run_id=run_id, attempt=attempt) == JobRun.State.PENDING
+    ]
+    if released:
         logger.warning(
-            "re-sending %d run(s) whose worker stopped renewing its lease", len(requeued)
+            "re-sending %d run(s) whose worker stopped renewing its lease", len(released)
         )
-        counts["expired"] = send_and_mark(requeued)
+        counts["expired"] = send_runs(released)
 
     lost = list(
-        JobRun.objects.lost_retries(now, timedelta(seconds=conf.RETRY_RESEND_AFTER_SECONDS)).only(
+        JobRun.objects.lost_retries(clock, timedelta(seconds=conf.RETRY_RESEND_AFTER_SECONDS)).only(
             *SEND_FIELDS
         )[:limit]
     )
-    if lost:
-        try:
-            send_messages(dramatiq.get_broker(), [build_message(r, now) for r in lost])
-        except Exception as exc:
-            logger.warning("broker unavailable for lost retries: %s", exc)
-        else:
-            JobRun.objects.filter(
-                Q(id__in=[r.id for r in lost]), state=JobRun.State.RETRYING
-            ).update(run_after=now)
-            counts["retrying"] = len(lost)
-            logger.warning("re-sent %d retry(ies) whose re-enqueue was lost", len(lost))
+    if lost and _resend(lost):
+        transitions.resend_retry([r.id for r in lost])
+        counts["retrying"] = len(lost)
+        logger.warning("re-sent %d retry(ies) whose re-enqueue was lost", len(lost))
+
+    counts["lost"] = resend_lost_messages(clock, limit=limit)
     logger.debug("sweep took %.3f s: %s", time.monotonic() - started, counts)
     return counts
 
 
-def _requeue_expired(run: JobRun, now: datetime, max_losses: int) -> bool:
-    """running (lease expired) -> pending, noting the lost attempt; dead instead once the run
-    has lost `max_losses` attempts with their workers. False if a renewal won or the row is
-    locked (its job is committing right now: it is alive), or the run is now dead."""
-    losses = 1 + sum(entry.get("error", "").startswith("worker lost") for entry in run.history)
-    history = [
-        *run.history,
-        {
-            "attempt": run.attempts,
-            "worker": run.worker,
-            "started_at": run.started_at.isoformat() if run.started_at else None,
-            "finished_at": now.isoformat(),
-            "error": "worker lost: its lease expired (process killed or stuck)",
-        },
-    ]
-    if losses < max_losses:
-        run.state = JobRun.State.PENDING
-        return _update_if_expired(
-            run, now, state=JobRun.State.PENDING, lease_expires_at=None, history=history
-        )
-    from jobs.alerts import alert_run_dead
+def resend_lost_messages(now: Any = None, *, limit: int = 1000) -> int:
+    """Re-send `queued` runs whose message is no longer in the broker.
 
-    died = _update_if_expired(
-        run,
-        now,
-        state=JobRun.State.DEAD,
-        lease_expires_at=None,
-        finished_at=now,
-        error=f"worker lost {losses} times: each attempt's process was killed or stopped "
-        "responding (out of memory? a crash in native code?); not handed out again",
-        history=history,
+    Per queue that has runs queued for longer than JOBS_QUEUED_RESEND_AFTER_SECONDS, the broker's
+    count of the messages it holds is compared with the database's count of the runs that
+    should have one. Only the shortfall is re-sent, oldest first: 10,000 runs legitimately
+    waiting behind busy workers have 10,000 messages and nothing is re-sent, while a broker
+    that restarted empty holds fewer than the database expects, whatever new messages came
+    since. The runs re-sent are stamped (enqueued_at) so that they wait a full period before
+    they can be counted again. A message counted twice or a run re-sent needlessly costs at most
+    a duplicate, which the claim drops.
+    """
+    from jobs.conf import jobs_settings
+
+    conf = jobs_settings()
+    clock: Any = now or Now()
+    cutoff = clock - timedelta(seconds=conf.QUEUED_RESEND_AFTER_SECONDS)
+    due = Q(run_after__isnull=True) | Q(run_after__lt=cutoff)
+    old = JobRun.objects.filter(due, state=JobRun.State.QUEUED, enqueued_at__lt=cutoff)
+    queues = list(old.order_by().values_list("queue", flat=True).distinct())
+    if not queues:
+        return 0
+    broker = dramatiq.get_broker()
+    exact = counts_unacknowledged(broker)
+    allowance = 0 if exact else conf.PREFETCH_ALLOWANCE * _live_worker_processes()
+    waiting_states = (
+        [JobRun.State.QUEUED, JobRun.State.RETRYING, JobRun.State.RUNNING]
+        if exact
+        else [JobRun.State.QUEUED]
     )
-    if died:
-        alert_run_dead(run_id=run.id)  # logged there, with the alerts
-    return False
-
-
-def _update_if_expired(run: JobRun, now: datetime, **values: Any) -> bool:
-    """Update the run if this attempt's lease is still expired and its row is not locked."""
-    with transaction.atomic():
-        lockable = (
-            JobRun.objects.expired_leases(now)
-            .filter(id=run.id, attempts=run.attempts)
-            .select_for_update(skip_locked=True)
-            .values("id")
+    resent = 0
+    for queue_name in queues:
+        try:
+            held = messages_held(broker, queue_name)
+        except BROKER_ERRORS as exc:
+            outage("broker").failed(exc)
+            return resent
+        if held is None:
+            continue
+        waiting = JobRun.objects.filter(queue=queue_name, state__in=waiting_states).count()
+        missing = waiting - held - allowance
+        if missing <= 0:
+            continue
+        runs = list(
+            old.filter(queue=queue_name)
+            .order_by("enqueued_at")
+            .only(*SEND_FIELDS)[: min(missing, limit - resent)]
         )
-        return JobRun.objects.filter(id__in=lockable).update(**values) == 1
+        if runs and _resend(runs):
+            transitions.mark_resent([r.id for r in runs])
+            resent += len(runs)
+            logger.warning(
+                "queue %r: the broker holds %d message(s) for %d waiting run(s); re-sent the "
+                "%d oldest, queued more than %d s ago",
+                queue_name,
+                held,
+                waiting,
+                len(runs),
+                conf.QUEUED_RESEND_AFTER_SECONDS,
+            )
+        if resent >= limit:
+            break
+    return resent
+
+
+def _resend(runs: Sequence[JobRun]) -> bool:
+    """Send messages for runs that already left `pending`; False if the broker is down."""
+    try:
+        send_messages(dramatiq.get_broker(), [build_message(r, database_now()) for r in runs])
+    except BROKER_ERRORS as exc:
+        outage("broker").failed(exc)
+        return False
+    outage("broker").ok()
+    return True
+
+
+def _live_worker_processes() -> int:
+    from jobs.conf import jobs_settings
+    from jobs.models import Heartbeat
+
+    seen = Now() - timedelta(seconds=jobs_settings().WORKER_SEEN_SECONDS)
+    return Heartbeat.objects.filter(kind=Heartbeat.Kind.WORKER, seen_at__gte=seen).count()

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from jobs.alerts import alert_schedules_late
 from jobs.conf import jobs_settings
+from jobs.db import database_now
 from jobs.dispatch import sweep
+from jobs.health import is_database_outage, outage, process_name, write_heartbeat
 from jobs.models import Heartbeat, Schedule
 from jobs.scheduler import TickResult, next_due_in, tick
 
@@ -32,27 +32,29 @@ def fake_clock(start: datetime, speed: float) -> Clock:
 
 
 class SchedulerLoop:
-    """Tick, sweep and heartbeat until stopped; every failure is logged and kept in the heartbeat."""
+    """Tick, sweep and heartbeat until stopped. An outage of the database or the broker is
+    logged when it starts and when it ends, and the loop backs off meanwhile; any other failure
+    is logged with its traceback and kept in the heartbeat."""
 
     def __init__(
         self,
         *,
-        clock: Clock = timezone.now,
+        clock: Clock | None = None,
         max_sleep: float = 1.0,
         name_suffix: str = "",
         stop_event: threading.Event | None = None,
     ) -> None:
-        self.clock = clock
+        self.clock = clock  # None: the database's clock; a fake one in tests
         self.max_sleep = max_sleep
-        self.name = f"{socket.gethostname()}:{os.getpid()}" + (
-            f":{name_suffix}" if name_suffix else ""
-        )
+        self.name = process_name() + (f":{name_suffix}" if name_suffix else "")
         self.stop_event = stop_event or threading.Event()
         self.started_at = timezone.now()
         self.last_sweep = 0.0
         self.totals = TickResult()
         self.ticks = 0
         self.alerted_late: set[tuple[int, datetime]] = set()
+        self.database = outage("database")
+        self.failures = 0
 
     def stop(self, *_: Any) -> None:
         self.stop_event.set()
@@ -62,12 +64,15 @@ class SchedulerLoop:
         try:
             while not self.stop_event.is_set():
                 result = self.run_once()
-                try:
-                    # After a failed tick, wait the full interval instead of retrying in a loop.
-                    sleep = next_due_in(self.clock(), self.max_sleep) if result else self.max_sleep
-                except Exception:
-                    sleep = self.max_sleep
-                    connection.close()
+                if result is None:
+                    # Back off after a failure: 1 s, 2 s, 4 s ... up to 30 s.
+                    sleep = min(30.0, 2.0 ** (self.failures - 1))
+                else:
+                    try:
+                        sleep = next_due_in(self._now(), self.max_sleep)
+                    except DatabaseError:
+                        sleep = self.max_sleep
+                        connection.close()
                 self.stop_event.wait(sleep)
         finally:
             logger.info(
@@ -75,11 +80,15 @@ class SchedulerLoop:
             )
             connection.close()
 
+    def _now(self) -> datetime:
+        return self.clock() if self.clock is not None else database_now()
+
     def run_once(self) -> TickResult | None:
-        now = self.clock()
         error = ""
         result = None
+        now = None
         try:
+            now = self._now()
             self._alert_late(now)
             result = tick(now)
             self.totals.add(result)
@@ -95,11 +104,25 @@ class SchedulerLoop:
                 )
             if time.monotonic() - self.last_sweep >= jobs_settings().SWEEP_INTERVAL_SECONDS:
                 self.last_sweep = time.monotonic()
-                sweep(timezone.now())
+                sweep()
+        except DatabaseError as exc:
+            error = f"{type(exc).__name__}: {exc}".strip()
+            self.failures += 1
+            if is_database_outage(exc):
+                self.database.failed(exc)
+                connection.close()
+                return None  # no heartbeat to write: the database is what is down
+            logger.exception("scheduler tick failed")
+            connection.close()  # the next tick starts on a fresh connection
+            result = None
         except Exception as exc:
             logger.exception("scheduler tick failed")
-            error = f"{type(exc).__name__}: {exc}"
-            connection.close()  # the next tick starts on a fresh connection
+            error = f"{type(exc).__name__}: {exc}".strip()
+            self.failures += 1
+            connection.close()
+        else:
+            self.failures = 0
+            self.database.ok()
         self._heartbeat(now, result, error)
         return result
 
@@ -116,26 +139,25 @@ class SchedulerLoop:
             alert_schedules_late(schedules=late, now=now)
             self.alerted_late.update((s.id, s.next_run_at) for s in late if s.next_run_at)
 
-    def _heartbeat(self, now: datetime, result: TickResult | None, error: str) -> None:
-        info: dict[str, Any] = {
-            "ticks": self.ticks,
-            "fired": self.totals.fired,
-            "clock": now.isoformat(),
-        }
+    def _heartbeat(self, now: datetime | None, result: TickResult | None, error: str) -> None:
+        info: dict[str, Any] = {"ticks": self.ticks, "fired": self.totals.fired}
+        if now is not None:
+            info["clock"] = now.isoformat()
         if result is not None and result.lateness:
             info["last_lateness_s"] = round(max(result.lateness), 3)
+        if error:
+            info["failing_since_tick"] = self.ticks
         try:
-            Heartbeat.objects.update_or_create(
+            write_heartbeat(
                 kind=Heartbeat.Kind.SCHEDULER,
                 name=self.name,
-                defaults={"seen_at": timezone.now(), "info": info, "last_error": error[:2000]},
-                create_defaults={
-                    "seen_at": timezone.now(),
-                    "started_at": self.started_at,
-                    "info": info,
-                    "last_error": error[:2000],
-                },
+                started_at=self.started_at,
+                info=info,
+                last_error=error,
             )
-        except Exception:
-            logger.exception("could not write the scheduler heartbeat")
+        except DatabaseError as exc:
+            if is_database_outage(exc):
+                self.database.failed(exc)
+            else:
+                logger.exception("could not write the scheduler heartbeat")
             connection.close()

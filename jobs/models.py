@@ -1,6 +1,6 @@
 """Schedules, job runs and process heartbeats.
 
-Every state change of a run is one conditional UPDATE (see jobs/runs.py and the middleware);
+Every state change of a run is one conditional statement in jobs/transitions.py;
 the database refuses what must never happen: a slot fired twice, a key used twice.
 """
 
@@ -154,17 +154,18 @@ class JobRunQuerySet(models.QuerySet["JobRun"]):
     def finished(self) -> JobRunQuerySet:
         return self.filter(state__in=JobRun.FINISHED_STATES)
 
-    def stale_pending(self, now: datetime, older_than: timedelta) -> JobRunQuerySet:
+    # `now` is the database's clock (functions.Now()) except in tests.
+    def stale_pending(self, now: Any, older_than: timedelta) -> JobRunQuerySet:
         """Committed runs whose send never happened (broker down, process killed): the outbox."""
         return self.filter(state=JobRun.State.PENDING, created_at__lt=now - older_than).filter(
             Q(run_after__isnull=True) | Q(run_after__lte=now)
         )
 
-    def expired_leases(self, now: datetime) -> JobRunQuerySet:
+    def expired_leases(self, now: Any) -> JobRunQuerySet:
         """Runs whose worker stopped renewing its lease: it died or lost the database."""
         return self.filter(state=JobRun.State.RUNNING, lease_expires_at__lt=now)
 
-    def lost_retries(self, now: datetime, older_than: timedelta) -> JobRunQuerySet:
+    def lost_retries(self, now: Any, older_than: timedelta) -> JobRunQuerySet:
         """Retries that were due long ago but never started: their re-enqueue was lost."""
         return self.filter(state=JobRun.State.RETRYING, run_after__lt=now - older_than)
 
@@ -239,6 +240,10 @@ class JobRun(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    # db_default: the scheduler's COPY of new runs leaves the column out.
+    worker_losses = models.PositiveSmallIntegerField(
+        default=0, db_default=0, help_text="Attempts lost with their worker (killed, stuck)."
+    )
     history = models.JSONField(
         default=list, blank=True, help_text="Earlier attempts and their errors."
     )
@@ -266,6 +271,10 @@ class JobRun(models.Model):
             ),
             models.Index(
                 fields=["lease_expires_at"], condition=Q(state="running"), name="jobs_run_lease_idx"
+            ),
+            # The sweep's search for queued runs whose message the broker may have lost.
+            models.Index(
+                fields=["enqueued_at"], condition=Q(state="queued"), name="jobs_run_queued_idx"
             ),
             models.Index(
                 fields=["run_after"], condition=Q(state="retrying"), name="jobs_run_retrying_idx"

@@ -6,32 +6,26 @@ expired and whose run was taken over can neither record an outcome nor report pr
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
-from jobs.db import db_datetime, db_uuid, execute, no_flush_wait, update_returning
 from jobs.errors import Cancelled, LeaseLost
+from jobs.health import is_database_outage, outage, process_name, write_heartbeat
 
 logger = logging.getLogger(__name__)
 
 _local = threading.local()
 
 
-def worker_id() -> str:
-    """host:pid of this process (computed on use: Dramatiq forks its worker processes)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+worker_id = process_name
 
 
 @dataclass
@@ -44,32 +38,33 @@ class Claim:
     cancel_requested: bool = False
     recorded: bool = False
     retry_eta_ms: int | None = None
-
-    def _mine(self) -> Any:
-        from jobs.models import JobRun
-
-        return JobRun.objects.filter(
-            id=self.run_id, attempts=self.attempt, state=JobRun.State.RUNNING
-        )
+    deadline: float | None = None
+    """time.monotonic() after which the attempt counts as hung (time limit + grace)."""
+    time_limit_seconds: float | None = None
+    abandoned: bool = False
+    """Ended as hung: its lease is no longer renewed and its writes are fenced off."""
 
     def progress(self, percent: int, message: str = "") -> None:
         """Record progress (0-100) and raise `Cancelled` if someone asked to cancel the run."""
+        from jobs import transitions
+        from jobs.models import JobRun
+
         percent = max(0, min(100, int(percent)))
+        mine = JobRun.objects.filter(
+            id=self.run_id, attempts=self.attempt, state=JobRun.State.RUNNING
+        )
         if connection.in_atomic_block:
             # Inside an atomic job the write would stay invisible until the job commits and
             # would lock the run row (blocking lease renewal and the sweep); only check for
             # cancellation.
-            if self._mine().filter(cancel_requested=True).exists():
+            if mine.filter(cancel_requested=True).exists():
                 self.cancel_requested = True
             self.check_cancelled()
             return
-        updated = (
-            self._mine()
-            .filter(cancel_requested=False)
-            .update(progress=percent, progress_message=message[:200])
-        )
-        if updated != 1:
-            if self._mine().exists():
+        if not transitions.report_progress(
+            run_id=self.run_id, attempt=self.attempt, percent=percent, message=message
+        ):
+            if mine.exists():
                 self.cancel_requested = True
                 raise Cancelled(f"run {self.run_id} was cancelled")
             raise LeaseLost(f"run {self.run_id} attempt {self.attempt} is no longer ours")
@@ -82,22 +77,12 @@ class Claim:
 
     def record_success(self, result: Any) -> None:
         """Mark the run succeeded; inside an atomic job this commits with the job's own writes."""
-        # A plain statement on the hot path (see run_claim); fenced on the claimed attempt.
-        updated = execute(
-            "UPDATE jobs_jobrun SET state = 'succeeded', finished_at = %s, result = %s, "  # noqa: S608 - a constant fragment, values bound
-            f"progress = 100, lease_expires_at = NULL {no_flush_wait()} "
-            "WHERE id = %s AND attempts = %s AND state = 'running'",
-            [
-                db_datetime(timezone.now()),
-                json.dumps(result, cls=DjangoJSONEncoder),
-                db_uuid(self.run_id),
-                self.attempt,
-            ],
-        )
-        if updated != 1:
+        from jobs import transitions
+
+        if not transitions.succeed(run_id=self.run_id, attempt=self.attempt, result=result):
             raise LeaseLost(
-                f"run {self.run_id} attempt {self.attempt} was taken over or cancelled; "
-                "its outcome is not recorded"
+                f"run {self.run_id} attempt {self.attempt} was taken over, cancelled or ended "
+                "as hung; its outcome is not recorded"
             )
         self.recorded = True
 
@@ -120,18 +105,29 @@ def current_run() -> Claim:
 
 class LeaseKeeper:
     """One thread per worker process: renews the leases of all its running runs in one UPDATE
-    every third of a lease, and writes the process's heartbeat for the admin."""
+    every third of a lease, ends attempts stuck past their time limit plus a grace, and writes
+    the process's heartbeat for the admin."""
 
     HEARTBEAT_EVERY_SECONDS = 10.0
 
-    def __init__(self, lease_seconds: int) -> None:
+    def __init__(
+        self,
+        lease_seconds: int,
+        *,
+        hung_grace_seconds: int = 30,
+        on_hung: Callable[[Claim], None] | None = None,
+    ) -> None:
         self.lease_seconds = lease_seconds
+        self.hung_grace_seconds = hung_grace_seconds
+        self.on_hung = on_hung
+        self.stuck: list[Claim] = []
         self._claims: dict[uuid.UUID, Claim] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_at = timezone.now()
         self._last_heartbeat = 0.0
+        self._database = outage("database")
 
     def start(self) -> None:
         with self._lock:
@@ -142,7 +138,11 @@ class LeaseKeeper:
                 )
                 self._thread.start()
 
-    def add(self, claim: Claim) -> None:
+    def add(self, claim: Claim, *, time_limit_seconds: float | None = None) -> None:
+        """Keep `claim`'s lease alive; past `time_limit_seconds` plus the grace it is ended."""
+        if time_limit_seconds:
+            claim.deadline = time.monotonic() + time_limit_seconds + self.hung_grace_seconds
+            claim.time_limit_seconds = time_limit_seconds
         with self._lock:
             self._claims[claim.run_id] = claim
         self.start()
@@ -151,6 +151,11 @@ class LeaseKeeper:
         with self._lock:
             if self._claims.get(claim.run_id) is claim:
                 del self._claims[claim.run_id]
+
+    def active(self) -> int:
+        """Runs this process is executing whose lease it still renews."""
+        with self._lock:
+            return len(self._claims)
 
     def stop(self) -> None:
         self._stop.set()
@@ -161,14 +166,20 @@ class LeaseKeeper:
         interval = max(self.lease_seconds / 3, 0.2)
         try:
             while True:
+                wait = interval
                 try:
                     self.renew()
                     if time.monotonic() - self._last_heartbeat >= self.HEARTBEAT_EVERY_SECONDS:
                         self.heartbeat()
-                except Exception:
-                    logger.exception("lease renewal failed; trying again in %.1f s", interval)
+                    self._database.ok()
+                except DatabaseError as exc:
+                    if is_database_outage(exc):
+                        # Renew as soon as the database answers again: the leases run out.
+                        wait = min(interval, self._database.failed(exc))
+                    else:
+                        logger.exception("lease renewal failed; trying again in %.1f s", wait)
                     connection.close()
-                if self._stop.wait(interval):
+                if self._stop.wait(wait):
                     break
         finally:
             connection.close()
@@ -177,43 +188,53 @@ class LeaseKeeper:
         from jobs.models import Heartbeat
 
         self._last_heartbeat = time.monotonic()
-        now = timezone.now()
-        with self._lock:
-            running = len(self._claims)
-        Heartbeat.objects.update_or_create(
-            kind=Heartbeat.Kind.WORKER,
-            name=worker_id(),
-            defaults={"seen_at": now, "info": {"running": running}},
-            create_defaults={
-                "seen_at": now,
-                "started_at": self._started_at,
-                "info": {"running": running},
-            },
+        info: dict[str, Any] = {"running": self.active()}
+        if self.stuck:
+            info["stuck_threads"] = len(self.stuck)
+        write_heartbeat(
+            kind=Heartbeat.Kind.WORKER, name=worker_id(), started_at=self._started_at, info=info
         )
 
     def renew(self) -> None:
-        from jobs.models import JobRun
+        from jobs import transitions
 
         with self._lock:
             claims = list(self._claims.values())
         if not claims:
             return
-        ids = [c.run_id for c in claims]
-        expires = timezone.now() + timedelta(seconds=self.lease_seconds)
-        with transaction.atomic():
-            # SKIP LOCKED: a locked row is being finished by its own job's transaction right
-            # now; waiting for it would delay every other lease behind it.
-            lockable = (
-                JobRun.objects.filter(id__in=ids, state=JobRun.State.RUNNING)
-                .select_for_update(skip_locked=True)
-                .values("id")
-            )
-            rows = update_returning(
-                JobRun.objects.filter(id__in=lockable),
-                ["id", "cancel_requested"],
-                lease_expires_at=expires,
-            )
-        cancelled = {run_id for run_id, flag in rows if flag}
+        now = time.monotonic()
         for claim in claims:
+            if claim.deadline is not None and now > claim.deadline:
+                self._end_hung(claim)
+        alive = [c for c in claims if not c.abandoned]
+        cancelled = transitions.renew(
+            run_ids=[c.run_id for c in alive], lease_seconds=self.lease_seconds
+        )
+        for claim in alive:
             if claim.run_id in cancelled:
                 claim.cancel_requested = True
+
+    def _end_hung(self, claim: Claim) -> None:
+        from jobs import transitions
+
+        limit = claim.time_limit_seconds or 0
+        error = (
+            f"Did not return from a blocking call: still running {limit + self.hung_grace_seconds:g} s "
+            f"after it started, past its time limit of {limit:g} s plus a grace of "
+            f"{self.hung_grace_seconds} s. A time limit cannot interrupt a call that blocks "
+            "outside Python (a socket read without a timeout, a lock); give such calls a "
+            "timeout. The worker process holding the stuck thread is recycled."
+        )
+        ended = transitions.end_hung(run_id=claim.run_id, attempt=claim.attempt, error=error)
+        claim.abandoned = True
+        self.remove(claim)
+        self.stuck.append(claim)
+        logger.error(
+            "run %s attempt %s (%s) is stuck in a blocking call past its time limit; %s",
+            claim.run_id,
+            claim.attempt,
+            claim.job,
+            "ended as dead" if ended else "it had already ended",
+        )
+        if self.on_hung is not None:
+            self.on_hung(claim)

@@ -18,13 +18,12 @@ from functools import partial
 from typing import Any
 
 from django.db import connection, transaction
-from django.utils import timezone
 from psycopg.types.datetime import TimestamptzLoader
 
-from jobs import schedules
-from jobs.bulk import insert_runs, update_schedules
+from jobs import schedules, transitions
+from jobs.bulk import update_schedules
 from jobs.conf import jobs_settings
-from jobs.db import raw_cursor
+from jobs.db import database_now, raw_cursor
 from jobs.dispatch import send_and_mark
 from jobs.errors import UnknownJob
 from jobs.ids import random_uuids
@@ -55,14 +54,16 @@ class TickResult:
 def tick(
     now: datetime | None = None, *, batch_size: int | None = None, max_batches: int = 1000
 ) -> TickResult:
-    """Fire every schedule due at `now`; returns what was done once every message is sent."""
-    now = now or timezone.now()
+    """Fire every schedule due at `now` (the database's clock unless a test passes its own);
+    returns what was done once every message is sent."""
+    created_at = database_now()
+    now = now or created_at
     batch_size = batch_size or jobs_settings().TICK_BATCH_SIZE
     total = TickResult()
     sender = _Sender(threaded=connection.vendor == "postgresql" and not connection.in_atomic_block)
     try:
         for _ in range(max_batches):
-            result = _tick_batch(now, batch_size, sender)
+            result = _tick_batch(now, created_at, batch_size, sender)
             total.add(result)
             if result.schedules < batch_size:
                 break
@@ -71,14 +72,16 @@ def tick(
     return total
 
 
-def _tick_batch(now: datetime, batch_size: int, sender: _Sender) -> TickResult:
+def _tick_batch(
+    now: datetime, created_at: datetime, batch_size: int, sender: _Sender
+) -> TickResult:
     result = TickResult()
     with transaction.atomic():
         batch = _claim(now, batch_size)
         if not batch:
             return result
-        runs = plan_runs(batch, now, result)
-        inserted = insert_runs(runs)
+        runs = plan_runs(batch, now, result, created_at=created_at)
+        inserted = transitions.record(runs)
         update_schedules(batch)
         to_send = [run for run in runs if run.state == State.PENDING and run.id in inserted]
         transaction.on_commit(partial(sender.submit, to_send))
@@ -213,8 +216,12 @@ FOR UPDATE SKIP LOCKED
 """  # noqa: S608 - column names, no values
 
 
-def plan_runs(batch: list[DueSchedule], now: datetime, result: TickResult) -> list[NewRun]:
-    """Decide, for each claimed schedule, which slots run and which are skipped, and advance it."""
+def plan_runs(
+    batch: list[DueSchedule], now: datetime, result: TickResult, *, created_at: datetime
+) -> list[NewRun]:
+    """Decide, for each claimed schedule, which slots run and which are skipped, and advance it.
+    `created_at` is the database's time (the sweep compares it with its clock to find sends
+    that never happened); `now` may be a test's clock."""
     conf = jobs_settings()
     guarded = [s.id for s in batch if s.overlap_policy != Schedule.Overlap.ALLOW]
     active: dict[int, set[str]] = {}
@@ -229,9 +236,6 @@ def plan_runs(batch: list[DueSchedule], now: datetime, result: TickResult) -> li
 
     # Many schedules share a timing (every tenant's "0 2 * * *"): plan each distinct one once.
     plans: dict[tuple[Any, ...], schedules.DuePlan] = {}
-    # Real time, not the tick's `now` (which may lag or be a test clock): the sweep compares
-    # created_at with the wall clock to find sends that never happened.
-    created_at = timezone.now()
     ids = random_uuids()
     runs: list[NewRun] = []
     for schedule in batch:

@@ -14,14 +14,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import schedules
-from jobs.bulk import insert_runs
+from jobs import schedules, transitions
 from jobs.dispatch import send_and_mark, send_runs
 from jobs.errors import PayloadError, UnknownJob
 from jobs.ids import random_uuids
 from jobs.models import JobRun, Schedule
 from jobs.registry import JobSpec, get_job, registered_jobs
-from jobs.runs import run_cancel_unstarted
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +87,7 @@ def enqueue_once(
     )
     # INSERT ... ON CONFLICT DO NOTHING: a key in use inserts nothing (after waiting for a
     # concurrent inserter to commit), without the savepoint a caught IntegrityError needs.
-    if run.id not in insert_runs([run]):
+    if run.id not in transitions.record([run]):
         existing = JobRun.objects.filter(key=key).first()
         if existing is None:
             raise IntegrityError(f"run {run.id} was not inserted and no run has key {key!r}")
@@ -133,11 +131,9 @@ def run_cancel(*, run: JobRun, reason: str = "cancelled by an operator") -> str:
     """Cancel a run: one not started yet is cancelled at once (the worker will skip it); a
     running one is asked to stop and raises jobs.Cancelled at its next progress call.
     Returns what happened: "cancelled", "requested" or "finished" (nothing to do)."""
-    if run_cancel_unstarted(run_id=run.id, reason=reason):
+    if transitions.cancel_unstarted(run_id=run.id, reason=reason):
         return "cancelled"
-    if JobRun.objects.filter(id=run.id, state=State.RUNNING).update(
-        cancel_requested=True, reason=reason
-    ):
+    if transitions.request_cancel(run_id=run.id, reason=reason):
         return "requested"
     return "finished"
 
@@ -373,7 +369,6 @@ def schedule_backfill(
     in `skipped_existing`. Raises ValidationError as schedule_backfill_plan does, and
     UnknownJob or PayloadError when the schedule no longer fits its job.
     """
-    from jobs.bulk import insert_runs
     from jobs.scheduler import NewRun
 
     plan = schedule_backfill_plan(schedule=schedule, start=start, end=end, now=now, cap=cap)
@@ -403,7 +398,7 @@ def schedule_backfill(
         for slot in plan.new
     ]
     with transaction.atomic():
-        inserted = insert_runs(runs)
+        inserted = transitions.record(runs)
         created = [run.id for run in runs if run.id in inserted]
         if created:
             transaction.on_commit(partial(send_runs, created))

@@ -15,11 +15,10 @@ from django.test import override_settings
 from dramatiq.brokers.redis import RedisBroker
 
 import jobs
+from jobs import transitions
 from jobs.builtin_jobs import prune_runs
 from jobs.loop import SchedulerLoop
 from jobs.models import JobRun, Schedule
-from jobs.runs import run_record_failure
-from jobs.runtime import Claim
 from jobs.signals import run_dead, schedules_late
 from tests.processes import wait_until
 
@@ -70,12 +69,10 @@ def test_a_dead_run_sends_a_signal_a_mail_and_a_webhook(
     run_dead.connect(receiver)
     try:
         run = _running_run()
-        state = run_record_failure(
-            claim=Claim(run.id, 1, run.job), error="ValueError: boom", traceback="tb"
-        )
+        died = _fail(run, error="ValueError: boom", traceback="tb")
     finally:
         run_dead.disconnect(receiver)
-    assert state == "dead"
+    assert died
     assert [r.id for r in signalled] == [run.id]
     wait_until(lambda: mail.outbox and received, 10, what="mail and webhook")
     assert "test.always_fails died after 1 attempt(s)" in mail.outbox[0].subject
@@ -86,13 +83,15 @@ def test_a_dead_run_sends_a_signal_a_mail_and_a_webhook(
 def test_a_broken_webhook_never_fails_the_caller(settings: Any) -> None:
     settings.JOBS_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/unreachable"
     run = _running_run()
-    assert run_record_failure(claim=Claim(run.id, 1, run.job), error="E", traceback="") == "dead"
+    assert _fail(run, error="E")
+    run.refresh_from_db()
+    assert run.state == "dead"
 
 
 def test_a_stale_attempt_cannot_record_an_outcome() -> None:
     run = _running_run()
     JobRun.objects.filter(id=run.id).update(attempts=2)  # another worker took over
-    assert run_record_failure(claim=Claim(run.id, 1, run.job), error="late", traceback="") is None
+    assert not _fail(run, error="late")
     run.refresh_from_db()
     assert run.state == "running" and run.error == ""
 
@@ -242,11 +241,22 @@ def test_a_dead_run_of_a_schedule_without_a_slot_is_alerted_and_logged(
     )
     run = _running_run(schedule=schedule)
     traceback = "Traceback (most recent call last):\n" + "  frame\n" * 1000 + "ValueError: boom"
-    claim = Claim(run.id, 1, run.job)
     with caplog.at_level("ERROR", logger="jobs.alerts"):
-        assert run_record_failure(claim=claim, error="ValueError: boom", traceback=traceback)
+        assert _fail(run, error="ValueError: boom", traceback=traceback)
     wait_until(lambda: received, 10, what="the webhook")
     assert "died after 1 attempt(s) (schedule 'nightly <b>')" in received[0]["text"]
     assert received[0]["text"].endswith("ValueError: boom"), "the traceback's tail is kept"
     assert len(received[0]["text"]) < 2700
     assert f"run {run.id}: ValueError: boom" in caplog.text
+
+
+def _fail(run: JobRun, *, error: str, traceback: str = "") -> bool:
+    """Attempt 1 of the run fails for good."""
+    return transitions.fail(
+        run_id=run.id,
+        attempt=1,
+        state=JobRun.State.DEAD,
+        error=error,
+        traceback=traceback,
+        exception_class="builtins.ValueError",
+    )

@@ -28,6 +28,7 @@ def expired_run(losses_before: int) -> JobRun:
         started_at=timezone.now() - timedelta(minutes=5),
         lease_expires_at=timezone.now() - timedelta(minutes=1),
         history=[LOST] * losses_before,
+        worker_losses=losses_before,
     )
 
 

@@ -9,7 +9,7 @@ from django.db import connection
 from dramatiq.brokers.redis import RedisBroker
 
 import jobs
-from jobs.runs import run_claim
+from jobs import transitions
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,8 +22,7 @@ def prepared_statements() -> list[str]:
 
 def test_the_enqueue_insert_and_the_workers_claim_are_prepared(broker: RedisBroker) -> None:
     run = jobs.enqueue("test.noop")
-    claim, why_not = run_claim(run_id=run.id, job="test.noop", worker="test:1")
-    assert claim is not None, why_not
+    assert transitions.claim(run_id=run.id, worker="test:1", lease_seconds=15) == 1
 
     statements = prepared_statements()
     assert any("INSERT INTO jobs_jobrun" in s for s in statements), statements
