@@ -119,3 +119,11 @@ def count() -> None:
 
     claim = jobs.current_run()
     Marker.objects.create(run_id=claim.run_id, attempt=claim.attempt, n=0)
+
+
+@jobs.job(name="test.blocked", max_retries=0, time_limit=3)
+def blocked(seconds: float = 40.0) -> None:
+    """One call that blocks past the time limit: Dramatiq's asynchronous TimeLimitExceeded
+    cannot interrupt it (as a socket read without a timeout)."""
+    jobs.current_run().progress(10, "Waiting on the socket")
+    time.sleep(seconds)
