@@ -54,9 +54,10 @@ def test_the_last_failure_makes_the_run_dead_with_error_and_traceback(
     assert 'raise ValueError("this job always fails' in run.traceback
     assert len(run.history) == 3
     # The worker's log ties its lines to the run: Dramatiq's failure line and the alert's.
-    log = worker.read_text()
-    assert f"[test.always_fails {run.id} attempt 3]" in log
-    assert f"test.always_fails died after 3 attempt(s): run {run.id}" in log
+    alert = f"test.always_fails died after 3 attempt(s): run {run.id}"
+    # The alert is logged just after the dead state commits: wait for the line, bounded.
+    wait_until(lambda: alert in worker.read_text(), 10, what="the alert's log line")
+    assert f"[test.always_fails {run.id} attempt 3]" in worker.read_text()
 
     # Dramatiq's dead-letter queue has the message too (nacked just after the run is recorded).
     if isinstance(broker, RedisBroker):
