@@ -11,16 +11,21 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from jobs.broker import broker_ping
+from jobs.health import outage
 
 logger = logging.getLogger(__name__)
 
 
 def _check(name: str, probe) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """ok, or error with the error and since when this process has seen it fail (the outage
+    is logged once when it starts and once when it ends)."""
+    record = outage(name)
     try:
         probe()
     except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
-        logger.warning("health check %s failed: %s", name, exc)
-        return {"status": "error", "error": f"{type(exc).__name__}: {exc}"[:300]}
+        record.failed(exc)
+        return {key: str(value)[:300] for key, value in record.describe().items()}
+    record.ok()
     return {"status": "ok"}
 
 

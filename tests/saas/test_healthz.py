@@ -44,6 +44,7 @@ def test_503_naming_the_broker_when_redis_is_down(client: Client, unreachable_br
     assert body["checks"]["database"] == {"status": "ok"}
     assert body["checks"]["broker"]["status"] == "error"
     assert "ConnectionError" in body["checks"]["broker"]["error"]
+    assert body["checks"]["broker"]["since"], "since when it is down"
 
 
 def test_503_naming_the_database_when_postgres_is_unreachable() -> None:
