@@ -74,10 +74,11 @@ def execute_returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in cursor.fetchall()]
 
 
-def execute(sql: str, params: list[Any]) -> int:
-    """Run one statement; the number of rows it changed."""
+def execute(sql: str, params: list[Any], *, prepare: bool = True) -> int:
+    """Run one statement; the number of rows it changed. `prepare=False` for a statement whose
+    best plan depends on its values (a generic plan would be chosen after five runs)."""
     with _cursor() as cursor:
-        cursor.execute(sql, params, **_prepare())
+        cursor.execute(sql, params, **(_prepare() if prepare else {}))
         return int(cursor.rowcount)
 
 

@@ -193,7 +193,12 @@ def mark_sent(run_ids: Sequence[uuid.UUID]) -> int:
         return 0
     where, ids = _ids_where(run_ids)
     sql = _statement(_MARK_SENT).replace("{where}", where)
-    return execute(sql.replace("{no_flush_wait}", no_flush_wait()), [ids])
+    # Not prepared for a batch: a generic plan for `id = ANY(...)` walks the pending-runs index
+    # (every pending run of the tick) instead of the primary key, which doubled the tick's time
+    # for 10,000 runs (bench/scheduler.py: 14.7 s against 7.0 s).
+    return execute(
+        sql.replace("{no_flush_wait}", no_flush_wait()), [ids], prepare=len(run_ids) == 1
+    )
 
 
 def mark_resent(run_ids: Sequence[uuid.UUID]) -> int:
