@@ -383,9 +383,10 @@ def resend_lost_messages(now: Any = None, *, limit: int = 1000) -> int:
 
 
 def _resend(runs: Sequence[JobRun]) -> bool:
-    """Send messages for runs that already left `pending`; False if the broker is down."""
+    """Send messages for runs that already left `pending`; False if the broker is down. They
+    are all due (lost queued runs, overdue retries), so no clock is read for a delay."""
     try:
-        send_messages(dramatiq.get_broker(), [build_message(r, database_now()) for r in runs])
+        send_messages(dramatiq.get_broker(), [build_message(r, None) for r in runs])
     except BROKER_ERRORS as exc:
         outage("broker").failed(exc)
         return False

@@ -202,13 +202,9 @@ def mark_sent(run_ids: Sequence[uuid.UUID]) -> int:
 
 
 def mark_resent(run_ids: Sequence[uuid.UUID]) -> int:
-    """queued -> queued (a new enqueued_at) and retrying -> retrying (run_after now), for runs
-    whose lost message was sent again: the next repair of the same run waits a full period."""
-    if not run_ids:
-        return 0
-    ids = list(run_ids)
-    queued = JobRun.objects.filter(id__in=ids, state=State.QUEUED).update(enqueued_at=Now())
-    return queued + JobRun.objects.filter(id__in=ids, state=State.RETRYING).update(run_after=Now())
+    """queued -> queued with a new enqueued_at, for runs whose lost message was sent again: the
+    next repair of the same run waits a full period."""
+    return JobRun.objects.filter(id__in=list(run_ids), state=State.QUEUED).update(enqueued_at=Now())
 
 
 def fail_unsent(run_ids: Sequence[uuid.UUID], *, error: str) -> int:
