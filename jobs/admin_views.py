@@ -466,6 +466,14 @@ class WorkerSeen:
     seen_at: datetime
     source: str
     running: int | None
+    clock_skew_s: float | None = None
+
+
+def _skew(info: dict[str, Any]) -> float | None:
+    """The host's clock minus the database's, as the process last measured it (seconds)."""
+    skew = info.get("clock_skew_s")
+    # + 0.0: a skew of -0.01 s reads "0.0 s", not "-0.0 s"
+    return round(float(skew), 1) + 0.0 if isinstance(skew, int | float) else None
 
 
 def workers_seen(now: datetime) -> list[WorkerSeen]:
@@ -475,9 +483,14 @@ def workers_seen(now: datetime) -> list[WorkerSeen]:
     cutoff = now - timedelta(seconds=jobs_settings().WORKER_SEEN_SECONDS)
     seen: dict[str, WorkerSeen] = {}
     for beat in Heartbeat.objects.filter(kind=Heartbeat.Kind.WORKER, seen_at__gte=cutoff):
-        running = beat.info.get("running") if isinstance(beat.info, dict) else None
+        info = beat.info if isinstance(beat.info, dict) else {}
+        running = info.get("running")
         seen[beat.name] = WorkerSeen(
-            beat.name, beat.seen_at, "heartbeat", running if isinstance(running, int) else None
+            beat.name,
+            beat.seen_at,
+            "heartbeat",
+            running if isinstance(running, int) else None,
+            _skew(info),
         )
     derived = (
         JobRun.objects.filter(Q(state=State.RUNNING) | Q(finished_at__gte=cutoff))
@@ -504,7 +517,7 @@ def workers_seen(now: datetime) -> list[WorkerSeen]:
         if name in seen:
             if last > seen[name].seen_at:
                 old = seen[name]
-                seen[name] = WorkerSeen(name, last, old.source, old.running)
+                seen[name] = WorkerSeen(name, last, old.source, old.running, old.clock_skew_s)
             continue
         seen[name] = WorkerSeen(name, last, "runs", row["running"])
     return sorted(seen.values(), key=lambda w: w.name)
@@ -517,7 +530,11 @@ def overview_context(now: datetime) -> dict[str, Any]:
     )
     latest = schedulers[0] if schedulers else None
     age = (now - latest.seen_at) if latest else None
-    healthy = age is not None and age.total_seconds() <= SCHEDULER_STALE_SECONDS
+    fresh = [b for b in schedulers if (now - b.seen_at).total_seconds() <= SCHEDULER_STALE_SECONDS]
+    # A scheduler that still beats but whose last tick failed (say, a query error) is not
+    # healthy, even when another one ticks fine.
+    failing = [b for b in fresh if b.last_error]
+    healthy = bool(fresh) and not failing
     lateness = (
         latest.info.get("last_lateness_s") if latest and isinstance(latest.info, dict) else None
     )
@@ -541,10 +558,12 @@ def overview_context(now: datetime) -> dict[str, Any]:
                 "beat": beat,
                 "age": seconds_text(now - beat.seen_at),
                 "fresh": (now - beat.seen_at).total_seconds() <= SCHEDULER_STALE_SECONDS,
+                "clock_skew_s": _skew(beat.info if isinstance(beat.info, dict) else {}),
             }
             for beat in schedulers
         ],
         "scheduler_healthy": healthy,
+        "schedulers_failing": failing,
         "scheduler_age": seconds_text(age) if age is not None else None,
         "scheduler_lateness": lateness,
         "stale_after": SCHEDULER_STALE_SECONDS,

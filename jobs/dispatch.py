@@ -341,7 +341,13 @@ def resend_lost_messages(now: Any = None, *, limit: int = 1000) -> int:
         return 0
     broker = dramatiq.get_broker()
     exact = counts_unacknowledged(broker)
-    allowance = 0 if exact else conf.PREFETCH_ALLOWANCE * _live_worker_processes()
+    if exact or not JobRun.objects.filter(state=JobRun.State.RUNNING).exists():
+        # Unacknowledged messages are counted (Redis), or no worker is busy: a worker with a
+        # free thread claims what it prefetched at once, and these runs waited for minutes.
+        allowance = 0
+    else:
+        # RabbitMQ does not count the messages that busy workers prefetched and hold unacked.
+        allowance = conf.PREFETCH_ALLOWANCE * _live_worker_processes()
     waiting_states = (
         [JobRun.State.QUEUED, JobRun.State.RETRYING, JobRun.State.RUNNING]
         if exact

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -118,12 +118,12 @@ def database_clock_skew() -> float:
     is harmless; the figure is shown so that operators can fix it anyway."""
     if connection.vendor != "postgresql":
         return 0.0  # the embedded SQLite default runs on this host's clock
-    before = time.time()
+    before = timezone.now()  # the clock the host's Django code would use
     with connection.cursor() as cursor:
         cursor.execute("SELECT clock_timestamp()")
         (db_now,) = cursor.fetchone()
-    after = time.time()
-    host_now = datetime.fromtimestamp((before + after) / 2, tz=UTC)
+    after = timezone.now()
+    host_now = before + (after - before) / 2
     return round(float((host_now - db_now).total_seconds()), 3)
 
 

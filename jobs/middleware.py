@@ -57,6 +57,7 @@ class RunRecorder(Middleware):
         self.worker = worker
         self.lease_keeper = None
         self._keeper().start()
+        logging.getLogger("dramatiq.worker.WorkerThread").addFilter(_already_explained)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._shutting_down.set()
@@ -295,6 +296,14 @@ def _why_not_claimed(run_id: uuid.UUID) -> tuple[str, int | None]:
     return f"duplicate delivery: the run is already {run.state}", None
 
 
+def _already_explained(record: logging.LogRecord) -> bool:
+    """Drop Dramatiq's "Message ... was skipped." warning for the deliveries this middleware
+    skipped on purpose: each was logged here with its reason (or, in an outage, once for all)."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    skipped = record.msg == "Message %s was skipped." and args
+    return not (skipped and isinstance(args[0], MessageProxy) and "jobs_dropped" in args[0].options)
+
+
 def _give_back(
     broker: dramatiq.Broker,
     message: MessageProxy,
@@ -314,7 +323,9 @@ def _give_back(
         # The run is still queued in the database; the sweep re-sends its lost message.
         logger.warning("could not give message %s back (%s)", message.message_id, exc)
     else:
-        logger.info("message %s given back for %d ms: %s", message.message_id, delay_ms, why)
+        # In an outage this happens to every delivery; the outage itself is logged once.
+        level = logging.DEBUG if failures else logging.INFO
+        logger.log(level, "message %s given back for %d ms: %s", message.message_id, delay_ms, why)
     message.options["jobs_dropped"] = why
     raise SkipMessage(why)
 

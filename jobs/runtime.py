@@ -168,10 +168,12 @@ class LeaseKeeper:
             while True:
                 wait = interval
                 try:
-                    self.renew()
+                    answered = self.renew()
                     if time.monotonic() - self._last_heartbeat >= self.HEARTBEAT_EVERY_SECONDS:
                         self.heartbeat()
-                    self._database.ok()
+                        answered = True
+                    if answered:  # an idle round proves nothing about the database
+                        self._database.ok()
                 except DatabaseError as exc:
                     if is_database_outage(exc):
                         # Renew as soon as the database answers again: the leases run out.
@@ -195,13 +197,14 @@ class LeaseKeeper:
             kind=Heartbeat.Kind.WORKER, name=worker_id(), started_at=self._started_at, info=info
         )
 
-    def renew(self) -> None:
+    def renew(self) -> bool:
+        """Renew the leases of the runs in hand; False if there were none (no statement ran)."""
         from jobs import transitions
 
         with self._lock:
             claims = list(self._claims.values())
         if not claims:
-            return
+            return False
         now = time.monotonic()
         for claim in claims:
             if claim.deadline is not None and now > claim.deadline:
@@ -213,6 +216,7 @@ class LeaseKeeper:
         for claim in alive:
             if claim.run_id in cancelled:
                 claim.cancel_requested = True
+        return True
 
     def _end_hung(self, claim: Claim) -> None:
         from jobs import transitions

@@ -155,7 +155,7 @@ RETURNING state
 """
 
 _PROGRESS = """
-UPDATE jobs_jobrun SET progress = %s, progress_message = %s
+UPDATE jobs_jobrun SET progress = %s, progress_message = %s, lease_expires_at = {lease}
 WHERE id = %s AND attempts = %s AND state = 'running' AND NOT cancel_requested
 """
 
@@ -256,9 +256,12 @@ def _lease(seconds: int) -> Any:
 
 
 def report_progress(*, run_id: uuid.UUID, attempt: int, percent: int, message: str) -> bool:
-    """running -> running with new progress; False if the run was cancelled or is not ours."""
+    """running -> running with new progress and a new lease; False if the run was cancelled or
+    is not ours. Renewing here too matters: the lease keeper skips a row that is locked, and a
+    job reporting progress as often as the keeper renews could lock it at every renewal."""
     sql = _statement(_PROGRESS)
-    return execute(sql, [percent, message[:200], db_uuid(run_id), attempt]) == 1
+    lease = jobs_settings().LEASE_SECONDS
+    return execute(sql, [percent, message[:200], lease, db_uuid(run_id), attempt]) == 1
 
 
 def succeed(*, run_id: uuid.UUID, attempt: int, result: Any) -> bool:

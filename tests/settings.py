@@ -32,3 +32,13 @@ JOBS_QUEUED_RESEND_AFTER_SECONDS = int(
     os.environ.get("TEST_JOBS_QUEUED_RESEND_AFTER_SECONDS", "30")
 )
 JOBS_HUNG_GRACE_SECONDS = int(os.environ.get("TEST_JOBS_HUNG_GRACE_SECONDS", "30"))
+
+if "TEST_CLOCK_SHIFT_SECONDS" in os.environ:
+    # A host whose clock is off: everything this process reads from Django's clock is shifted.
+    from datetime import timedelta
+
+    from django.utils import timezone as _timezone
+
+    _CLOCK_SHIFT = timedelta(seconds=float(os.environ["TEST_CLOCK_SHIFT_SECONDS"]))
+    _host_now = _timezone.now
+    _timezone.now = lambda: _host_now() + _CLOCK_SHIFT

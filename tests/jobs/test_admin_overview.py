@@ -63,8 +63,7 @@ def test_scheduler_health_says_when_it_last_ticked_and_how_late(admin_client: Cl
         "scheduler",
         "host:42",
         timedelta(seconds=2),
-        info={"ticks": 1234, "fired": 56, "last_lateness_s": 0.31},
-        last_error="OperationalError: <b>db gone</b>",
+        info={"ticks": 1234, "fired": 56, "last_lateness_s": 0.31, "clock_skew_s": 30.004},
     )
     html = section(overview(admin_client), "scheduler")
     assert re.search(
@@ -72,6 +71,21 @@ def test_scheduler_health_says_when_it_last_ticked_and_how_late(admin_client: Cl
         html,
     )
     assert "<td>host:42</td>" in html and "<td>1234</td>" in html
+    assert re.search(r'<span class="jobs-error"[^>]*>30\.0 s</span>', html), "skew not shown"
+
+
+def test_a_scheduler_whose_last_tick_failed_is_not_healthy(admin_client: Client) -> None:
+    beat("scheduler", "host:1", timedelta(seconds=1), info={"ticks": 9})
+    beat(
+        "scheduler",
+        "host:42",
+        timedelta(seconds=2),
+        info={"ticks": 3},
+        last_error="OperationalError: <b>db gone</b>",
+    )
+    html = section(overview(admin_client), "scheduler")
+    assert "Healthy" not in html
+    assert "Scheduler host:42 ticks, but its last tick failed: OperationalError: &lt;b&gt;db" in html
     assert "OperationalError: &lt;b&gt;db gone&lt;/b&gt;" in html
 
 
@@ -88,7 +102,7 @@ def test_late_schedules_are_listed(admin_client: Client) -> None:
 
 def test_workers_from_heartbeats_and_from_recent_runs(admin_client: Client) -> None:
     now = timezone.now()
-    beat("worker", "hb-host:1", timedelta(seconds=5), info={"running": 2})
+    beat("worker", "hb-host:1", timedelta(seconds=5), info={"running": 2, "clock_skew_s": -0.012})
     beat("worker", "gone-host:9", timedelta(hours=2))
     make_run(
         state="succeeded",
@@ -110,12 +124,13 @@ def test_workers_from_heartbeats_and_from_recent_runs(admin_client: Client) -> N
     )
     html = section(overview(admin_client), "workers")
     workers = re.findall(
-        r"<tr><td>([^<]+)</td><td>[^<]*</td><td>([^<]*)</td><td>(\w+)</td></tr>", html
+        r"<tr><td>([^<]+)</td><td>[^<]*</td><td>([^<]*)</td><td>([^<]*)\s*</td><td>(\w+)</td></tr>",
+        html,
     )
     assert workers == [
-        ("busy-host:8", "1", "runs"),
-        ("hb-host:1", "2", "heartbeat"),
-        ("runs-host:7", "0", "runs"),
+        ("busy-host:8", "1", "—", "runs"),
+        ("hb-host:1", "2", "0.0 s", "heartbeat"),
+        ("runs-host:7", "0", "—", "runs"),
     ]
 
 
