@@ -85,7 +85,9 @@ def test_a_scheduler_whose_last_tick_failed_is_not_healthy(admin_client: Client)
     )
     html = section(overview(admin_client), "scheduler")
     assert "Healthy" not in html
-    assert "Scheduler host:42 ticks, but its last tick failed: OperationalError: &lt;b&gt;db" in html
+    assert (
+        "Scheduler host:42 ticks, but its last tick failed: OperationalError: &lt;b&gt;db" in html
+    )
     assert "OperationalError: &lt;b&gt;db gone&lt;/b&gt;" in html
 
 
