@@ -142,7 +142,8 @@ def insert_runs(runs: Sequence[Any]) -> set[uuid.UUID]:
         for r in runs
     ]
     with raw_cursor() as cursor:
-        cursor.execute(_INSERT_RUNS, [json.dumps(rows)])
+        # Never prepared (psycopg would after five runs): plans over arrays depend on their size.
+        cursor.execute(_INSERT_RUNS, [json.dumps(rows)], prepare=False)
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -240,4 +241,5 @@ def update_schedules(schedules: Sequence[Any]) -> None:
         [element(s.paused_reason) for s in schedules],
     )
     with raw_cursor() as cursor:
-        cursor.execute(_UPDATE_SCHEDULES, [f"{{{','.join(values)}}}" for values in columns])
+        columns_text = [f"{{{','.join(values)}}}" for values in columns]
+        cursor.execute(_UPDATE_SCHEDULES, columns_text, prepare=False)  # as _INSERT_RUNS

@@ -78,7 +78,7 @@ def execute(sql: str, params: list[Any], *, prepare: bool = True) -> int:
     """Run one statement; the number of rows it changed. `prepare=False` for a statement whose
     best plan depends on its values (a generic plan would be chosen after five runs)."""
     with _cursor() as cursor:
-        cursor.execute(sql, params, **(_prepare() if prepare else {}))
+        cursor.execute(sql, params, **_prepare(prepare))
         return int(cursor.rowcount)
 
 
@@ -106,5 +106,7 @@ def raw_cursor() -> psycopg.Cursor[Any]:
     return psycopg.Cursor(raw)
 
 
-def _prepare() -> dict[str, Any]:
-    return {"prepare": True} if connection.vendor == "postgresql" else {}
+def _prepare(prepare: bool = True) -> dict[str, Any]:
+    """psycopg's `prepare`: True prepares now, False never; leaving it out would let psycopg
+    prepare any statement after `prepare_threshold` runs, generic plan included."""
+    return {"prepare": prepare} if connection.vendor == "postgresql" else {}
