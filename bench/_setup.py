@@ -16,17 +16,26 @@ BENCH_REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 BENCH_CACHE = os.environ.get("BENCH_CACHE_URL", "redis://127.0.0.1:6379/12")
 
 
-def setup_django(settings_module: str = "saas.settings") -> None:
-    os.environ["DATABASE_URL"] = BENCH_DATABASE
-    os.environ["REDIS_URL"] = BENCH_REDIS
-    os.environ["CACHE_URL"] = BENCH_CACHE
+def setup_django(
+    settings_module: str = "saas.settings",
+    *,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+    cache_url: str | None = None,
+) -> None:
+    """Configure and migrate Django; the URLs default to the shared bench ones (saas_bench,
+    Redis db 14, cache db 12). An empty cache_url means the per-process memory cache."""
+    database_url = BENCH_DATABASE if database_url is None else database_url
+    os.environ["DATABASE_URL"] = database_url
+    os.environ["REDIS_URL"] = BENCH_REDIS if redis_url is None else redis_url
+    os.environ["CACHE_URL"] = BENCH_CACHE if cache_url is None else cache_url
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Measure the production configuration: DEBUG on records every query in memory.
     os.environ["DEBUG"] = "false"
     os.environ["SECRET_KEY"] = "bench-only-" + "k" * 40
     os.environ["ALLOWED_HOSTS"] = "127.0.0.1,localhost,testserver"
     os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
-    _create_database(BENCH_DATABASE)
+    _create_database(database_url)
     import django
 
     django.setup()

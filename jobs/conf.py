@@ -42,7 +42,7 @@ class JobsSettings:
     TRACEBACK_MAX_CHARS: int = 20_000
     RETENTION_SUCCEEDED_DAYS: int = 14
     RETENTION_FAILED_DAYS: int = 90
-    RETENTION_BATCH_SIZE: int = 1_000
+    RETENTION_BATCH_SIZE: int = 5_000
     ALERT_WEBHOOK_URL: str = ""
     """Slack-compatible incoming webhook for dead runs and late schedules; empty to disable."""
     ALERT_EMAIL_ADMINS: bool = True

@@ -201,7 +201,9 @@ class JobRun(models.Model):
         Schedule,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        # In the database, not in Python: deleting a schedule or pruning runs must not first
+        # load the millions of rows that refer to them.
+        on_delete=models.DB_SET_NULL,
         related_name="runs",
         db_index=False,
     )
@@ -214,7 +216,7 @@ class JobRun(models.Model):
         "self",
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
+        on_delete=models.DB_SET_NULL,
         related_name="retries",
         db_index=False,  # the partial jobs_run_retry_of_idx: most runs are not retries
     )

@@ -141,6 +141,33 @@ def test_prune_deletes_only_old_finished_runs() -> None:
     assert JobRun.objects.count() == 4
 
 
+def test_prune_is_one_delete_per_batch_oldest_first_and_unlinks_referring_runs(
+    settings: Any,
+) -> None:
+    """Nothing is loaded into Python: each batch is one DELETE along the finished_at index,
+    and the retries and reports that refer to a pruned run are set NULL by the database."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.JOBS_RETENTION_BATCH_SIZE = 2
+    now = datetime.now(UTC)
+    old = [
+        JobRun.objects.create(
+            job="test.noop", state="succeeded", finished_at=now - timedelta(days=30 + i)
+        )
+        for i in range(5)
+    ]
+    retry = JobRun.objects.create(job="test.noop", state="succeeded", retry_of=old[0])
+    with CaptureQueriesContext(connection) as queries:
+        assert prune_runs.fn() == {"succeeded": 5, "failed": 0}
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
+    assert len(deletes) == 3 + 1, deletes  # 2 + 2 + 1 succeeded, then none failed
+    assert all('ORDER BY "U0"."finished_at" ASC LIMIT 2' in sql for sql in deletes), deletes[0]
+    assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    retry.refresh_from_db()
+    assert retry.retry_of_id is None
+
+
 def test_the_retention_schedule_is_seeded_by_a_migration() -> None:
     from importlib import import_module
 
