@@ -16,12 +16,15 @@ from django.contrib import admin, messages
 from django.contrib.admin import ActionLocation, helpers
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
-from django.db.models import OuterRef, Prefetch, Q, QuerySet, Subquery, prefetch_related_objects
+from django.core.paginator import Paginator
+from django.db import connection
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import SafeString, mark_safe
@@ -97,7 +100,8 @@ class JobNameFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         names = set(registered_jobs())
-        names.update(Schedule.objects.values_list("job", flat=True).distinct())
+        # order_by(): without it the model's ordering joins the DISTINCT (job, name: every row).
+        names.update(Schedule.objects.order_by().values_list("job", flat=True).distinct())
         return [(name, name) for name in sorted(names)]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
@@ -165,17 +169,52 @@ class ScheduleChangeList(ChangeList):
         super().get_results(request)
         # One query for the sparklines and last states of the whole page (no N+1).
         rows = list(self.result_list)
-        prefetch_related_objects(
-            rows,
-            Prefetch(
-                "runs",
-                queryset=JobRun.objects.only(
-                    "id", "schedule_id", "state", "created_at", "scheduled_for"
-                ).order_by("-created_at")[:SPARKLINE_RUNS],
-                to_attr="recent_runs_list",
-            ),
-        )
+        recent: dict[int, list[JobRun]] = {row.pk: [] for row in rows}
+        for run in recent_runs(list(recent), SPARKLINE_RUNS):
+            recent[run.schedule_id].append(run)
+        for row in rows:
+            row.recent_runs_list = sorted(recent[row.pk], key=_created, reverse=True)
         self.result_list = rows
+
+
+def _created(run: JobRun) -> datetime:
+    return run.created_at
+
+
+class CappedCountPaginator(Paginator):
+    """Counts exactly up to CAP rows and estimates beyond (the planner's row estimate), so
+    that a list of ten million runs does not count them on every page view. `estimated` tells
+    the template to say "about"."""
+
+    CAP = 10_000
+    estimated = False
+
+    @cached_property
+    def count(self) -> int:
+        queryset = self.object_list.order_by()
+        capped = queryset[: self.CAP + 1].count()
+        if capped <= self.CAP or connection.vendor != "postgresql":
+            return int(capped)
+        self.estimated = True
+        plan = json.loads(queryset.explain(format="json"))
+        return max(self.CAP + 1, int(plan[0]["Plan"]["Plan Rows"]))
+
+
+def recent_runs(schedule_ids: list[int], per_schedule: int) -> list[JobRun]:
+    """The latest runs of each schedule, newest first, in one query: one index range per
+    schedule (UNION ALL of LIMITed parts). A prefetch with a slice would number every run of
+    the listed schedules with ROW_NUMBER() instead, a million rows on a busy site."""
+    if not schedule_ids:
+        return []
+    parts = [
+        JobRun.objects.filter(schedule_id=schedule_id)
+        .only("id", "schedule_id", "state", "created_at", "scheduled_for")
+        .order_by("-created_at")[:per_schedule]
+        for schedule_id in schedule_ids
+    ]
+    if len(parts) == 1:
+        return list(parts[0])
+    return list(parts[0].union(*parts[1:], all=True))
 
 
 @admin.register(Schedule)
@@ -192,6 +231,8 @@ class ScheduleAdmin(ScheduleAdminBase):
         "enabled",
     ]
     list_filter = [JobNameFilter, "enabled", LastStateFilter]
+    paginator = CappedCountPaginator
+    show_full_result_count = False
     search_fields = ["name"]
     search_help_text = "Search by name."
     ordering = ["name"]
@@ -616,6 +657,7 @@ class JobRunAdmin(JobRunAdminBase):
     list_select_related = ["schedule"]
     search_fields = ["key"]
     search_help_text = "Search by run id (the full UUID) or key (or the start of a key)."
+    paginator = CappedCountPaginator
     show_full_result_count = False
     actions = ["retry_runs", "cancel_runs"]
 

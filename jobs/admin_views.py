@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import dramatiq
+from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q
 from django.db.models.functions import TruncHour
@@ -411,21 +412,57 @@ class Bar:
     show_label: bool
 
 
+_HOUR_CACHE_SECONDS = 26 * 3600
+
+
+def _hourly_counts(
+    buckets: list[datetime], current: datetime, now: datetime
+) -> dict[tuple[datetime, str], int]:
+    """Finished runs per hour and state. A past hour's counts no longer change (a finished run
+    stays finished), so each is counted once and kept in the cache; a page view counts only the
+    current hour and any past hour not cached yet. On a busy site that is about 60,000 rows
+    instead of 1.4 million."""
+    # Cached once the hour ended a few minutes ago by this host's clock: finished_at is the
+    # database's, and the two may differ a little.
+    settled = current if now.minute >= 5 else current - timedelta(hours=1)
+    keys = {hour: f"jobs:runs-per-hour:{hour:%Y%m%d%H}" for hour in buckets if hour < settled}
+    cached = cache.get_many(list(keys.values()))
+    counts: dict[tuple[datetime, str], int] = {}
+    missing = [hour for hour in buckets if keys.get(hour) not in cached]
+    for hour, key in keys.items():
+        for state, n in cached.get(key, {}).items():
+            counts[(hour, state)] = n
+    if missing:
+        rows = (
+            JobRun.objects.filter(
+                finished_at__gte=missing[0],
+                finished_at__lt=missing[-1] + timedelta(hours=1),
+                state__in=[State.SUCCEEDED, State.DEAD],
+            )
+            .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
+            .values("hour", "state")
+            .annotate(n=Count("id"))
+            .order_by()
+        )
+        fresh: dict[datetime, dict[str, int]] = {hour: {} for hour in missing}
+        for row in rows:
+            if row["hour"] in fresh:
+                fresh[row["hour"]][row["state"]] = row["n"]
+                counts[(row["hour"], row["state"])] = row["n"]
+        cache.set_many(
+            {keys[hour]: value for hour, value in fresh.items() if hour in keys},
+            _HOUR_CACHE_SECONDS,
+        )
+    return counts
+
+
 def runs_per_hour(now: datetime, hours: int = 24) -> tuple[list[Bar], int, int]:
     """Stacked bars of finished runs per hour (succeeded below, dead above) for the last
     `hours` hours, the current hour last; also the totals."""
     current = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     first = current - timedelta(hours=hours - 1)
-    counts: dict[tuple[datetime, str], int] = {}
-    for row in (
-        JobRun.objects.filter(finished_at__gte=first, state__in=[State.SUCCEEDED, State.DEAD])
-        .annotate(hour=TruncHour("finished_at", tzinfo=UTC))
-        .values("hour", "state")
-        .annotate(n=Count("id"))
-        .order_by()
-    ):
-        counts[(row["hour"], row["state"])] = row["n"]
     buckets = [first + timedelta(hours=i) for i in range(hours)]
+    counts = _hourly_counts(buckets, current, now)
     peak = max(
         [
             1,
@@ -549,7 +586,7 @@ def overview_context(now: datetime) -> dict[str, Any]:
         .only(
             "id", "job", "state", "error", "finished_at", "attempts", "schedule__name", "created_at"
         )
-        .order_by("-finished_at")[:15]
+        .order_by("-created_at")[:15]  # jobs_run_dead_idx
     )
     return {
         "now": now,

@@ -274,6 +274,12 @@ class JobRun(models.Model):
             models.Index(
                 fields=["lease_expires_at"], condition=Q(state="running"), name="jobs_run_lease_idx"
             ),
+            # Dead runs, newest first: the overview's latest failures and the run list's
+            # state=dead filter. Dead runs are rare, so the index is small and costs nothing
+            # to the runs that succeed.
+            models.Index(
+                fields=["-created_at"], condition=Q(state="dead"), name="jobs_run_dead_idx"
+            ),
             # The sweep's search for queued runs whose message the broker may have lost.
             models.Index(
                 fields=["enqueued_at"], condition=Q(state="queued"), name="jobs_run_queued_idx"

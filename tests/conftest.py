@@ -43,3 +43,12 @@ def queued_message_ids(broker: RedisBroker, queue: str = "default") -> list[str]
             for raw in broker.client.hmget(f"{broker.namespace}:{name}.msgs", redis_ids):
                 ids.append(dramatiq.Message.decode(raw).message_id)
     return ids
+
+
+@pytest.fixture(autouse=True)
+def _empty_cache() -> Iterator[None]:
+    """Each test starts with an empty cache (the overview keeps counts of past hours in it)."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
