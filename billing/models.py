@@ -419,7 +419,11 @@ class Report(models.Model):
     )
     run = models.ForeignKey(
         # DB_SET_NULL: pruning runs is one DELETE, with no query per referring model in Python.
-        "jobs.JobRun", null=True, blank=True, on_delete=models.DB_SET_NULL, related_name="+"
+        "jobs.JobRun",
+        null=True,
+        blank=True,
+        on_delete=models.DB_SET_NULL,
+        related_name="+",
     )
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
     message = models.CharField(max_length=300, blank=True)
