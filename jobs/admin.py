@@ -171,7 +171,8 @@ class ScheduleChangeList(ChangeList):
         rows = list(self.result_list)
         recent: dict[int, list[JobRun]] = {row.pk: [] for row in rows}
         for run in recent_runs(list(recent), SPARKLINE_RUNS):
-            recent[run.schedule_id].append(run)
+            if run.schedule_id is not None:
+                recent[run.schedule_id].append(run)
         for row in rows:
             row.recent_runs_list = sorted(recent[row.pk], key=_created, reverse=True)
         self.result_list = rows
@@ -181,7 +182,7 @@ def _created(run: JobRun) -> datetime:
     return run.created_at
 
 
-class CappedCountPaginator(Paginator):
+class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Counts exactly up to CAP rows and estimates beyond (the planner's row estimate), so
     that a list of ten million runs does not count them on every page view. `estimated` tells
     the template to say "about"."""
@@ -191,7 +192,7 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        queryset = self.object_list.order_by()
+        queryset: QuerySet[Any] = self.object_list.order_by()  # type: ignore[attr-defined]
         capped = queryset[: self.CAP + 1].count()
         if capped <= self.CAP or connection.vendor != "postgresql":
             return int(capped)
