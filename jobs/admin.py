@@ -178,6 +178,28 @@ class ScheduleChangeList(ChangeList):
         self.result_list = rows
 
 
+_HEX = frozenset("0123456789abcdef")
+
+
+def run_search(term: str) -> Q:
+    """What the run list's search box finds, each through an index: an id by its first
+    characters (a range of the primary key), a key by its start (jobs_run_key_prefix_idx),
+    and with "error:" the error text of dead runs (the dead runs' index, then their rows)."""
+    term = term.strip()
+    if not term:
+        return Q()
+    if term.lower().startswith("error:"):
+        text = term[len("error:") :].strip()
+        return Q(state=State.DEAD, error__icontains=text) if text else Q(pk__in=[])
+    found = Q(key__startswith=term)
+    digits = term.lower().replace("-", "")
+    if 4 <= len(digits) <= 32 and set(digits) <= _HEX:
+        low = uuid.UUID(digits.ljust(32, "0"))
+        high = uuid.UUID(digits.ljust(32, "f"))
+        found |= Q(id__gte=low, id__lte=high)
+    return found
+
+
 def _created(run: JobRun) -> datetime:
     return run.created_at
 
@@ -657,7 +679,10 @@ class JobRunAdmin(JobRunAdminBase):
     list_filter = ["state", RunJobFilter, RunScheduleFilter, "created_at"]
     list_select_related = ["schedule"]
     search_fields = ["key"]
-    search_help_text = "Search by run id (the full UUID) or key (or the start of a key)."
+    search_help_text = (
+        "A run id or its start (the 8 characters shown), the start of a key, or "
+        "error:<text> for the errors of dead runs."
+    )
     paginator = CappedCountPaginator
     show_full_result_count = False
     actions = ["retry_runs", "cancel_runs"]
@@ -735,14 +760,7 @@ class JobRunAdmin(JobRunAdminBase):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[JobRun], search_term: str
     ) -> tuple[QuerySet[JobRun], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        try:
-            run_id = uuid.UUID(term)
-        except ValueError:
-            return queryset.filter(key__startswith=term), False
-        return queryset.filter(Q(id=run_id) | Q(key=term)), False
+        return queryset.filter(run_search(search_term)), False
 
     def change_view(
         self,

@@ -23,8 +23,8 @@ from django.db.models.functions import TruncHour
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.html import escape, format_html
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 from dramatiq.brokers.redis import RedisBroker
 
@@ -85,22 +85,16 @@ def sparkline(runs: Sequence[JobRun], width: int = 30) -> SafeString:
         return format_html('<span class="jobs-quiet">{}</span>', "no runs")
     bar, gap, height = 4, 1, 16
     ordered = list(reversed(runs[:width]))  # runs come newest first
-    rects = format_html_join(
-        "",
-        '<rect x="{}" y="0" width="{}" height="{}" fill="{}" class="jobs-spark-{}">'
-        "<title>{} {}</title></rect>",
-        (
-            (
-                i * (bar + gap),
-                bar,
-                height,
-                _SPARK_COLOUR.get(run.state, "#9e9e9e"),
-                run.state,
-                run.state,
-                _stamp(run.scheduled_for or run.created_at),
-            )
-            for i, run in enumerate(ordered)
-        ),
+    # A page of 100 schedules draws 3,000 bars: built as plain strings (each value escaped
+    # once) rather than by format_html per bar, and each time converted with one tzinfo,
+    # which together took more than half of the page's time.
+    tz = timezone.get_current_timezone()
+    rects = "".join(
+        f'<rect x="{i * (bar + gap)}" y="0" width="{bar}" height="{height}" '
+        f'fill="{_SPARK_COLOUR.get(run.state, "#9e9e9e")}" class="jobs-spark-{state}">'
+        f"<title>{state} {_stamp_in(run.scheduled_for or run.created_at, tz)}</title></rect>"
+        for i, run in enumerate(ordered)
+        for state in (escape(run.state),)
     )
     ok = sum(1 for r in ordered if r.state == State.SUCCEEDED)
     dead = sum(1 for r in ordered if r.state == State.DEAD)
@@ -109,8 +103,18 @@ def sparkline(runs: Sequence[JobRun], width: int = 30) -> SafeString:
         len(ordered) * (bar + gap),
         height,
         f"last {len(ordered)} runs: {ok} succeeded, {dead} dead",
-        rects,
+        mark_safe(rects),  # noqa: S308 - numbers, fixed colours, escaped states and times
     )
+
+
+def _stamp_in(dt: datetime | None, tz: Any) -> str:
+    """A time in `tz` (looked up once by a caller that formats many)."""
+    if dt is None:
+        return "—"
+    try:
+        return f"{dt.astimezone(tz):%Y-%m-%d %H:%M:%S %Z}"
+    except OverflowError:  # a time next to year 1 or 9999, stored before it was refused
+        return f"{dt:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def progress_bar(run: JobRun) -> SafeString:
@@ -125,13 +129,7 @@ def progress_bar(run: JobRun) -> SafeString:
 
 
 def _stamp(dt: datetime | None, tz: ZoneInfo | None = None) -> str:
-    if dt is None:
-        return "—"
-    try:
-        local = timezone.localtime(dt, tz) if tz else timezone.localtime(dt)
-    except OverflowError:  # a time next to year 1 or 9999, stored before it was refused
-        return f"{dt:%Y-%m-%d %H:%M:%S} UTC"
-    return f"{local:%Y-%m-%d %H:%M:%S %Z}"
+    return _stamp_in(dt, tz or timezone.get_current_timezone())
 
 
 def relative(dt: datetime | None, now: datetime | None = None) -> str:
@@ -530,7 +528,11 @@ def workers_seen(now: datetime) -> list[WorkerSeen]:
             _skew(info),
         )
     derived = (
-        JobRun.objects.filter(Q(state=State.RUNNING) | Q(finished_at__gte=cutoff))
+        # Both arms through an index: running runs (the lease index), finished ones by state
+        # and time (jobs_run_state_finished_idx).
+        JobRun.objects.filter(
+            Q(state=State.RUNNING) | Q(state__in=JobRun.FINISHED_STATES, finished_at__gte=cutoff)
+        )
         .exclude(worker="")
         .filter(
             Q(started_at__gte=cutoff)

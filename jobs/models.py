@@ -274,6 +274,14 @@ class JobRun(models.Model):
             models.Index(
                 fields=["lease_expires_at"], condition=Q(state="running"), name="jobs_run_lease_idx"
             ),
+            # Runs found by the start of their key (LIKE 'prefix%'): the unique index on key
+            # cannot serve that under a non-C collation. Only runs with a key are in it.
+            models.Index(
+                fields=["key"],
+                opclasses=["varchar_pattern_ops"],
+                condition=Q(key__isnull=False),
+                name="jobs_run_key_prefix_idx",
+            ),
             # Dead runs, newest first: the overview's latest failures and the run list's
             # state=dead filter. Dead runs are rare, so the index is small and costs nothing
             # to the runs that succeed.
@@ -296,10 +304,13 @@ class JobRun(models.Model):
                 ),
                 name="jobs_run_active_idx",
             ),
+            # Finished runs by state, then time: retention deletes the oldest of a state in
+            # order (a walk by time alone would read past every kept failed run first), and
+            # the overview counts per hour and state.
             models.Index(
-                fields=["finished_at"],
+                fields=["state", "finished_at"],
                 condition=Q(finished_at__isnull=False),
-                name="jobs_run_finished_idx",
+                name="jobs_run_state_finished_idx",
             ),
             models.Index(fields=["-created_at"], name="jobs_run_created_idx"),
             # A schedule's runs, newest first (admin list, last run, sparkline), and the

@@ -75,3 +75,40 @@ def test_the_overview_counts_past_hours_once(admin_client: Client) -> None:
     page = admin_client.get(OVERVIEW).content.decode()
     assert "3 succeeded" in page
     assert JobRun.objects.count() == 3
+
+
+def test_runs_are_found_by_the_start_of_their_id_or_key_and_by_the_error_of_dead_runs(
+    admin_client: Client,
+) -> None:
+    target = make_run(key="report:tenant-7:2026-10")
+    make_run(key="report:tenant-8:2026-10")
+    dead = make_run(state="dead", error="upstream returned 503 after 3 tries")
+    make_run(state="succeeded", error="upstream returned 503 (recovered)")
+
+    def found(term: str) -> set[object]:
+        response = admin_client.get(RUNS, {"q": term})
+        assert response.status_code == 200
+        return {run.id for run in response.context["cl"].result_list}
+
+    assert found(str(target.id)[:8]) == {target.id}  # the 8 characters the list shows
+    assert found(str(target.id).upper()) == {target.id}
+    assert found(str(target.id)[:13]) == {target.id}  # with its dash
+    assert found("report:tenant-7") == {target.id}
+    assert found("error:returned 503") == {dead.id}
+    assert found("error:") == set()
+    assert found("no-such-thing") == set()
+
+
+def test_each_search_reaches_its_runs_through_an_index() -> None:
+    from jobs.admin import run_search
+
+    JobRun.objects.bulk_create(JobRun(job="test.noop", key=f"k{i}") for i in range(3000))
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE jobs_jobrun")
+    for term, index in [
+        ("0a1b2c3d", "jobs_jobrun_pkey"),
+        ("k12", "jobs_run_key_prefix_idx"),
+        ("error:boom", "jobs_run_dead_idx"),
+    ]:
+        plan = JobRun.objects.filter(run_search(term)).order_by("-created_at")[:100].explain()
+        assert index in plan, f"{term}: {plan}"
