@@ -169,7 +169,7 @@ class ScheduleChangeList(ChangeList):
         super().get_results(request)
         # One query for the sparklines and last states of the whole page (no N+1).
         rows = list(self.result_list)
-        recent: dict[int, list[JobRun]] = {row.pk: [] for row in rows}
+        recent: dict[int, list[Any]] = {row.pk: [] for row in rows}
         for run in recent_runs(list(recent), SPARKLINE_RUNS):
             if run.schedule_id is not None:
                 recent[run.schedule_id].append(run)
@@ -200,8 +200,9 @@ def run_search(term: str) -> Q:
     return found
 
 
-def _created(run: JobRun) -> datetime:
-    return run.created_at
+def _created(run: Any) -> datetime:
+    created: datetime = run.created_at
+    return created
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -223,16 +224,26 @@ class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
         return max(self.CAP + 1, int(plan[0]["Plan"]["Plan Rows"]))
 
 
-def recent_runs(schedule_ids: list[int], per_schedule: int) -> list[JobRun]:
+class ScheduleCountPaginator(CappedCountPaginator):
+    """The "last run" filter costs one index probe per schedule it counts: count fewer."""
+
+    CAP = 1_000
+
+
+def recent_runs(schedule_ids: list[int], per_schedule: int) -> list[Any]:
     """The latest runs of each schedule, newest first, in one query: one index range per
     schedule (UNION ALL of LIMITed parts). A prefetch with a slice would number every run of
-    the listed schedules with ROW_NUMBER() instead, a million rows on a busy site."""
+    the listed schedules with ROW_NUMBER() instead, a million rows on a busy site. Rows are
+    named tuples (schedule_id, state, created_at, scheduled_for): 3,000 model instances a
+    page cost more than the query."""
     if not schedule_ids:
         return []
     parts = [
         JobRun.objects.filter(schedule_id=schedule_id)
-        .only("id", "schedule_id", "state", "created_at", "scheduled_for")
-        .order_by("-created_at")[:per_schedule]
+        .order_by("-created_at")
+        .values_list("schedule_id", "state", "created_at", "scheduled_for", named=True)[
+            :per_schedule
+        ]
         for schedule_id in schedule_ids
     ]
     if len(parts) == 1:
@@ -254,7 +265,7 @@ class ScheduleAdmin(ScheduleAdminBase):
         "enabled",
     ]
     list_filter = [JobNameFilter, "enabled", LastStateFilter]
-    paginator = CappedCountPaginator
+    paginator = ScheduleCountPaginator
     show_full_result_count = False
     search_fields = ["name"]
     search_help_text = "Search by name."

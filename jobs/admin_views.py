@@ -76,11 +76,13 @@ def state_badge(state: str | None) -> SafeString:
 
 
 _SPARK_COLOUR: dict[str, str] = {State.SUCCEEDED: "#2e7d32", State.DEAD: "#c62828"}
+_ESCAPED_STATES: dict[str, str] = {str(state): str(escape(state)) for state in State.values}
 
 
-def sparkline(runs: Sequence[JobRun], width: int = 30) -> SafeString:
+def sparkline(runs: Sequence[Any], width: int = 30) -> SafeString:
     """Inline SVG of runs (newest last): one bar per run, green succeeded, red dead, grey
-    anything else; each bar's tooltip names the run's state and time."""
+    anything else; each bar's tooltip names the run's state and time. A run is anything with
+    `state`, `scheduled_for` and `created_at` (a JobRun, or a row of recent_runs())."""
     if not runs:
         return format_html('<span class="jobs-quiet">{}</span>', "no runs")
     bar, gap, height = 4, 1, 16
@@ -94,7 +96,7 @@ def sparkline(runs: Sequence[JobRun], width: int = 30) -> SafeString:
         f'fill="{_SPARK_COLOUR.get(run.state, "#9e9e9e")}" class="jobs-spark-{state}">'
         f"<title>{state} {_stamp_in(run.scheduled_for or run.created_at, tz)}</title></rect>"
         for i, run in enumerate(ordered)
-        for state in (escape(run.state),)
+        for state in (_ESCAPED_STATES.get(run.state) or escape(run.state),)
     )
     ok = sum(1 for r in ordered if r.state == State.SUCCEEDED)
     dead = sum(1 for r in ordered if r.state == State.DEAD)
