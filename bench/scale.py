@@ -496,7 +496,7 @@ def page_urls() -> dict[str, str]:
         f"run list ?job={job}": f"{runs}?job={job}",
         "run list ?q=<8 hex of an id>": f"{runs}?q={str(dead.id)[:8]}",
         "run list ?q=<key prefix>": f"{runs}?q={key_prefix}",
-        f"run list ?q={ERROR_TEXT}": f"{runs}?q={ERROR_TEXT.replace(' ', '+')}",
+        f"run list ?q=error:{ERROR_TEXT}": f"{runs}?q=error:{ERROR_TEXT.replace(' ', '+')}",
         "run change (dead run)": reverse("admin:jobs_jobrun_change", args=[dead.id]),
         "schedule change": reverse("admin:jobs_schedule_change", args=[dead.schedule_id]),
         "overview": reverse("admin:jobs_overview"),
