@@ -81,12 +81,6 @@ def _json_pre(value: Any) -> SafeString:
     return _pre(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-# The index links to the overview page; a project with its own index template keeps it (and can
-# include admin/jobs/site_index.html's link itself).
-if admin.site.index_template is None:
-    admin.site.index_template = "admin/jobs/site_index.html"
-
-
 # ---------------------------------------------------------------------------------------------
 # Filters
 # ---------------------------------------------------------------------------------------------
@@ -153,10 +147,6 @@ class RunScheduleFilter(admin.SimpleListFilter):
         if value and value.isdigit():
             return queryset.filter(schedule_id=int(value))
         return queryset
-
-
-class RunJobFilter(JobNameFilter):
-    """By job, without scanning the runs table for its distinct names."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -687,7 +677,8 @@ class JobRunAdmin(JobRunAdminBase):
         "started",
         "lateness",
     ]
-    list_filter = ["state", RunJobFilter, RunScheduleFilter, "created_at"]
+    # JobNameFilter lists the names from the registry and the schedules, never from the runs.
+    list_filter = ["state", JobNameFilter, RunScheduleFilter, "created_at"]
     list_select_related = ["schedule"]
     search_fields = ["key"]
     search_help_text = (

@@ -18,3 +18,12 @@ class JobsConfig(AppConfig):
         # Every process (web, worker, scheduler) knows every job: the admin validates
         # schedules against the registry and the scheduler refuses unknown jobs.
         autodiscover_modules("jobs", "tasks")
+        self._link_overview_from_the_admin_index()
+
+    def _link_overview_from_the_admin_index(self) -> None:
+        from django.contrib import admin
+
+        from jobs.conf import jobs_settings
+
+        if jobs_settings().ADMIN_INDEX_LINK and admin.site.index_template is None:
+            admin.site.index_template = "admin/jobs/site_index.html"

@@ -248,9 +248,4 @@ def _class_path(exc: BaseException) -> str:
     return f"{type(exc).__module__}.{type(exc).__qualname__}"
 
 
-def is_task_job(spec: JobSpec) -> bool:
-    """True for jobs that wrap a django.tasks task (the admin lists them too)."""
-    return spec.schema is TaskPayload
-
-
-__all__ = ["DramatiqBackend", "DramatiqTask", "get_job", "is_task_job", "result_from_run"]
+__all__ = ["DramatiqBackend", "DramatiqTask", "get_job", "result_from_run"]

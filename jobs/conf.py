@@ -47,6 +47,10 @@ class JobsSettings:
     """Slack-compatible incoming webhook for dead runs and late schedules; empty to disable."""
     ALERT_EMAIL_ADMINS: bool = True
     WORKER_SEEN_SECONDS: int = 60
+    ADMIN_INDEX_LINK: bool = False
+    """Make admin/jobs/site_index.html (the admin index plus a link to the jobs overview) the
+    admin site's index template, unless the project set one. Off: the admin site is left as
+    Django sets it, and the overview is linked from the jobs app's page."""
     MAX_WORKER_LOSSES: int = 3
     """Attempts a run may lose with its worker (killed, out of memory) before it is dead:
     a job that kills its worker every time must not be handed out for ever."""

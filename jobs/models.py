@@ -344,18 +344,6 @@ class JobRun(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.FINISHED_STATES
 
-    def as_status(self) -> dict[str, Any]:
-        """A JSON-friendly view of the run for status endpoints."""
-        return {
-            "id": str(self.id),
-            "job": self.job,
-            "state": self.state,
-            "attempts": self.attempts,
-            "progress": self.progress,
-            "message": self.progress_message,
-            "error": self.error,
-        }
-
 
 class Heartbeat(models.Model):
     """The last sign of life of a scheduler or worker process, for health checks and the admin."""

@@ -159,6 +159,7 @@ SERVER_EMAIL = ENV.from_email
 # `check --deploy` warns when neither is set (saas.W003).
 ADMINS = ENV.alert_emails
 JOBS_ALERT_WEBHOOK_URL = ENV.alert_webhook_url
+JOBS_ADMIN_INDEX_LINK = True  # the admin index links to the jobs overview
 
 LOGGING = {
     "version": 1,
