@@ -1,4 +1,5 @@
-"""Hand recorded runs to the broker: build their messages and send them, pipelined on Redis.
+"""Hand recorded runs to the broker: build their messages, send them, mark them sent, and
+repair what a crash or an outage left unsent (the sweep).
 
 A run's UUID is its Dramatiq message id, so every re-send of the same run is recognisable
 and a duplicate delivery is dropped by the worker's claim.
@@ -6,28 +7,22 @@ and a duplicate delivery is dropped by the worker's claim.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import dramatiq
 from django.db.models import Q
 from django.db.models.functions import Now
-from dramatiq.brokers.redis import RedisBroker
-from dramatiq.common import current_millis, dq_name
-from dramatiq.encoder import JSONEncoder
-from dramatiq.middleware import Middleware
+from dramatiq.common import current_millis
 
 from jobs import transitions
-from jobs.broker import BROKER_ERRORS, counts_unacknowledged, messages_held
+from jobs.broker import BROKER_ERRORS, counts_unacknowledged, enqueue_many, messages_held
 from jobs.db import database_now
 from jobs.health import outage
-from jobs.ids import random_uuid_strings
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -73,146 +68,7 @@ def send_messages(
     broker: dramatiq.Broker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
 ) -> None:
     """Enqueue messages; on Redis all of them in one pipelined round trip."""
-    for message, _ in items:
-        broker.declare_queue(message.queue_name)
-    if not isinstance(broker, RedisBroker) or len(items) < 2:
-        for message, delay in items:
-            broker.enqueue(message, delay=delay)
-        return
-    _send_pipelined(broker, items)
-
-
-def _send_pipelined(
-    broker: RedisBroker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
-) -> None:
-    # The same steps as RedisBroker.enqueue for each message (a fresh redis_message_id, the
-    # delay queue and eta, the enqueue hooks, the dispatch script's "enqueue" command), written
-    # to one connection as a single buffer and answered in order. redis-py's pipeline packed
-    # the same 14 arguments in Python for every message (19 us each, half the cost of a send);
-    # here the 12 that do not change within a queue are encoded once. Hooks are called only on
-    # the middleware that defines them.
-    script = broker.scripts["dispatch"]
-    before, after = _hooks(broker, "before_enqueue"), _hooks(broker, "after_enqueue")
-    encode = (
-        _MessageJSON() if type(dramatiq.get_encoder()) is JSONEncoder else dramatiq.Message.encode
-    )
-    now = current_millis()
-    heads: dict[str, bytes] = {}
-    # Loading the script first (a no-op when it is cached) keeps a flushed script cache from
-    # failing the batch with NOSCRIPT.
-    body = script.script
-    body = body.encode() if isinstance(body, str) else bytes(body)
-    buffer = [_resp_command(b"SCRIPT", b"LOAD", body)]
-    sent = []
-    redis_message_ids = random_uuid_strings()
-    for message, delay in items:
-        queue_name = message.queue_name
-        redis_message_id = next(redis_message_ids)
-        options: dict[str, Any] = {**message.options, "redis_message_id": redis_message_id}
-        if delay is not None:
-            queue_name = dq_name(queue_name)
-            options["eta"] = now + delay
-        message = dramatiq.Message(
-            queue_name=queue_name,
-            actor_name=message.actor_name,
-            args=message.args,
-            kwargs=message.kwargs,
-            options=options,
-            message_id=message.message_id,
-            message_timestamp=message.message_timestamp,
-        )
-        for hook in before:
-            hook(broker, message, delay)
-        if (head := heads.get(queue_name)) is None:
-            head = heads[queue_name] = _enqueue_head(broker, script.sha, queue_name, now)
-        buffer.append(head + _resp_bulk(redis_message_id.encode()) + _resp_bulk(encode(message)))
-        sent.append((message, delay))
-    _exchange(broker, b"".join(buffer), replies=len(buffer))
-    for message, delay in sent:
-        for hook in after:
-            hook(broker, message, delay)
-
-
-def _enqueue_head(broker: RedisBroker, sha: str, queue_name: str, now: int) -> bytes:
-    """EVALSHA of Dramatiq's dispatch script up to its last two arguments, as RedisBroker's
-    do_dispatch("enqueue", ...) passes them (no maintenance inside a bulk send)."""
-    args: list[object] = [
-        "EVALSHA",
-        sha,
-        1,
-        broker.namespace,
-        "enqueue",
-        now,
-        queue_name,
-        broker.broker_id,
-        broker.heartbeat_timeout,
-        broker.dead_message_ttl,
-        0,
-        broker._max_unpack_size(),  # type: ignore[no-untyped-call]
-    ]
-    return b"*%d\r\n" % (len(args) + 2) + b"".join(_resp_bulk(str(a).encode()) for a in args)
-
-
-def _resp_bulk(value: bytes) -> bytes:
-    return b"$%d\r\n%b\r\n" % (len(value), value)
-
-
-def _resp_command(*args: bytes) -> bytes:
-    return b"*%d\r\n" % len(args) + b"".join(_resp_bulk(a) for a in args)
-
-
-_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))  # json.dumps builds one per call
-
-
-class _MessageJSON:
-    """What Message.encode() gives with Dramatiq's default JSONEncoder, for the messages of one
-    batch: the members they share (queue, actor, args and the payload object) are encoded
-    once, and only the options, id and timestamp per message. Encoding each whole message
-    was the largest cost of a send."""
-
-    def __init__(self) -> None:
-        self._heads: dict[tuple[Any, ...], str] = {}
-
-    def __call__(self, message: dramatiq.Message[Any]) -> bytes:
-        # By id(): the messages of a batch share their kwargs objects, and hold them while
-        # this encoder lives.
-        key = (message.queue_name, message.actor_name, id(message.args), id(message.kwargs))
-        if (head := self._heads.get(key)) is None:
-            shared = {
-                "queue_name": message.queue_name,
-                "actor_name": message.actor_name,
-                "args": message.args,
-                "kwargs": message.kwargs,
-            }
-            head = self._heads[key] = _COMPACT_JSON.encode(shared)[:-1] + ',"options":'
-        return (
-            f"{head}{_COMPACT_JSON.encode(message.options)}"
-            f',"message_id":{encode_basestring_ascii(message.message_id)}'
-            f',"message_timestamp":{message.message_timestamp}}}'
-        ).encode()
-
-
-def _exchange(broker: RedisBroker, buffer: bytes, *, replies: int) -> None:
-    """Write the commands in one go and read every reply; an error reply raises (after the
-    commands before it took effect), and the connection is dropped rather than reused with
-    replies still unread."""
-    pool = broker.client.connection_pool
-    conn = pool.get_connection()
-    try:
-        conn.send_packed_command([buffer])
-        for _ in range(replies):
-            conn.read_response()
-    except BaseException:
-        conn.disconnect()
-        raise
-    finally:
-        pool.release(conn)
-
-
-def _hooks(broker: dramatiq.Broker, name: str) -> list[Any]:
-    """Bound hook methods of the middleware that override `name` (the base ones do nothing)."""
-    base = getattr(Middleware, name)
-    return [getattr(m, name) for m in broker.middleware if getattr(type(m), name, base) is not base]
+    enqueue_many(broker, items)
 
 
 def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int:
