@@ -12,13 +12,12 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
 import jobs
 from billing.models import Charge, Invoice, Report, Tenant
-from jobs.db import db_datetime, db_uuid, execute_returning
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -122,19 +121,18 @@ RETURNING id
 def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Report | None:
     """The new report, or None when the tenant is at its limit or the month has a report."""
     now = timezone.now()
-    # Prepared once per connection on PostgreSQL (jobs' helper), like the run's own INSERT.
-    rows = execute_returning(
-        _INSERT_REPORT,
-        [
-            tenant_id,
-            month,
-            user.pk,
-            db_uuid(run.pk),
-            db_datetime(now),
-            tenant_id,
-            max_active_reports(),
-        ],
-    )
+    params = [
+        tenant_id,
+        Report._meta.get_field("month").get_db_prep_value(month, connection),
+        user.pk,
+        Report._meta.get_field("run").get_db_prep_value(run.pk, connection),
+        Report._meta.get_field("created_at").get_db_prep_value(now, connection),
+        tenant_id,
+        max_active_reports(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_REPORT, params)
+        rows = cursor.fetchall()
     if not rows:
         return None
     return Report(

@@ -10,6 +10,9 @@ Public API (other apps import nothing else from `jobs`)::
     run = jobs.enqueue("billing.reconcile_tenant", {"tenant_id": 1, "date": "2026-11-01"},
                        key="reconcile:1:2026-11-01")
     jobs.current_run().progress(40, "Rendering")   # inside a job
+
+Also `jobs.health_checks()` (what /healthz reports) and `jobs.SchedulerLoop` (to run the
+scheduler inside another process, as `manage.py runall` does).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from jobs.registry import JobSpec, get_job, job, registered_jobs
 from jobs.runtime import current_run
 
 if TYPE_CHECKING:
+    from jobs.health import health_checks
+    from jobs.loop import SchedulerLoop
     from jobs.models import JobRun, Schedule
     from jobs.services import enqueue, enqueue_once, run_cancel, run_retry
 
@@ -32,11 +37,13 @@ __all__ = [
     "LeaseLost",
     "PayloadError",
     "Schedule",
+    "SchedulerLoop",
     "UnknownJob",
     "current_run",
     "enqueue",
     "enqueue_once",
     "get_job",
+    "health_checks",
     "job",
     "registered_jobs",
     "run_cancel",
@@ -46,6 +53,8 @@ __all__ = [
 # Models and services need the app registry; load them on first use so that importing `jobs`
 # (e.g. from a job module during app loading) never fails.
 _LAZY = {
+    "SchedulerLoop": "jobs.loop",
+    "health_checks": "jobs.health",
     "JobRun": "jobs.models",
     "Schedule": "jobs.models",
     "enqueue": "jobs.services",

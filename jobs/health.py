@@ -152,3 +152,31 @@ def close_broken_connection() -> None:
             connection.close_if_unusable_or_obsolete()
         except DatabaseError:
             connection.close()
+
+
+def health_checks() -> dict[str, dict[str, str]]:
+    """Whether the database and the broker answer, each {"status": "ok"} or {"status":
+    "error", "since": ..., "error": ...} (since when this process has seen it fail; the
+    outage is logged once when it starts and once when it ends)."""
+    from jobs.broker import broker_ping
+
+    return {
+        "database": _check("database", _database_probe),
+        "broker": _check("broker", broker_ping),
+    }
+
+
+def _check(name: str, probe: Any) -> dict[str, str]:
+    record = outage(name)
+    try:
+        probe()
+    except Exception as exc:  # noqa: BLE001 - any failure means "not healthy"
+        record.failed(exc)
+        return {key: str(value)[:300] for key, value in record.describe().items()}
+    record.ok()
+    return {"status": "ok"}
+
+
+def _database_probe() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

@@ -10,7 +10,6 @@ from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.db import DEFAULT_DB_ALIAS, connection
 
 from billing.models import Membership
-from jobs.db import execute_returning
 
 
 class ModelBackend(DjangoModelBackend):
@@ -25,9 +24,9 @@ class ModelBackend(DjangoModelBackend):
             # member_tenant_id then falls back to its own query.
             return super().get_user(user_id)
         user_model = get_user_model()
-        # Prepared once per connection on PostgreSQL (jobs' helper): planning the statement
-        # every time cost PostgreSQL more than running it.
-        rows = execute_returning(_user_sql(user_model), [user_id])
+        with connection.cursor() as cursor:
+            cursor.execute(_user_sql(user_model), [user_id])
+            rows = cursor.fetchall()
         if not rows:
             return None
         row = rows[0]

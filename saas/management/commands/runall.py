@@ -68,9 +68,9 @@ class Command(BaseCommand):
             worker.stop(timeout=5000)
 
     def _start_background_loops(self, stop: threading.Event) -> list[threading.Thread]:
-        from jobs.loop import SchedulerLoop
+        import jobs
 
-        scheduler = SchedulerLoop(name_suffix="runall", stop_event=stop)
+        scheduler = jobs.SchedulerLoop(name_suffix="runall", stop_event=stop)
         thread = threading.Thread(target=scheduler.run_forever, name="scheduler", daemon=True)
         thread.start()
         return [thread]
