@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import jobs
+from billing.db import fetch_prepared
 from billing.models import Charge, Invoice, Report, Tenant
 from jobs.models import JobRun
 
@@ -130,9 +131,7 @@ def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Repor
         tenant_id,
         max_active_reports(),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_REPORT, params)
-        rows = cursor.fetchall()
+    rows = fetch_prepared(_INSERT_REPORT, params)
     if not rows:
         return None
     return Report(

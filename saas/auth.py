@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend as DjangoModelBackend
 from django.db import DEFAULT_DB_ALIAS, connection
 
+from billing.db import fetch_prepared
 from billing.models import Membership
 
 
@@ -24,9 +25,7 @@ class ModelBackend(DjangoModelBackend):
             # member_tenant_id then falls back to its own query.
             return super().get_user(user_id)
         user_model = get_user_model()
-        with connection.cursor() as cursor:
-            cursor.execute(_user_sql(user_model), [user_id])
-            rows = cursor.fetchall()
+        rows = fetch_prepared(_user_sql(user_model), [user_id])  # planned once per connection
         if not rows:
             return None
         row = rows[0]
