@@ -9,27 +9,8 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from django.db import connection, models, transaction
-from django.db.models.sql import UpdateQuery
+from django.db import connection
 from django.utils import timezone
-
-
-def update_returning(
-    queryset: models.QuerySet[Any], returning: list[str], **values: Any
-) -> list[tuple[Any, ...]]:
-    """`queryset.update(**values)` that also returns `returning` columns of the updated rows.
-
-    One conditional `UPDATE ... RETURNING` (PostgreSQL, SQLite >= 3.35) instead of an update
-    followed by a read. Django has no public API for this yet; this follows QuerySet.update().
-    """
-    model = queryset.model
-    query: Any = queryset.query.chain(UpdateQuery)
-    query.add_update_values(values)
-    query.annotations = {}
-    fields = [model._meta.get_field(name) for name in returning]
-    with transaction.mark_for_rollback_on_error(using=queryset.db):
-        rows = query.get_compiler(queryset.db).execute_returning_sql(fields)
-    return [tuple(row) for row in rows]
 
 
 def no_flush_wait() -> str:
@@ -67,10 +48,13 @@ def db_datetime(value: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-def execute_returning(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    """Run one statement with a RETURNING clause on the default connection."""
+def execute_returning(
+    sql: str, params: list[Any], *, prepare: bool = True
+) -> list[tuple[Any, ...]]:
+    """Run one statement with a RETURNING clause on the default connection (`prepare` as in
+    execute())."""
     with _cursor() as cursor:
-        cursor.execute(sql, params, **_prepare())
+        cursor.execute(sql, params, **_prepare(prepare))
         return [tuple(row) for row in cursor.fetchall()]
 
 

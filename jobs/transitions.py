@@ -28,17 +28,17 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import cache
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models.functions import Now
 
 from jobs.bulk import insert_runs
 from jobs.conf import jobs_settings
-from jobs.db import db_uuid, execute, execute_returning, no_flush_wait, update_returning
+from jobs.db import db_uuid, execute, execute_returning, no_flush_wait
 from jobs.models import JobRun
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ _DIALECTS: dict[str, dict[str, str]] = {
         "skip_locked": (
             "AND id = (SELECT id FROM jobs_jobrun WHERE id = %s FOR UPDATE SKIP LOCKED)"
         ),
+        "lockable": "FOR UPDATE SKIP LOCKED",
         "str": "::text",
     },
     "sqlite": {
@@ -71,6 +72,7 @@ _DIALECTS: dict[str, dict[str, str]] = {
         "append": "json_insert(history, '$[#]', {entry})",
         # One process, no row locks: nothing else can be committing the row.
         "skip_locked": "AND id = %s",
+        "lockable": "",
         "str": "",
     },
 }
@@ -90,6 +92,7 @@ def _sql(vendor: str, template: str) -> str:
         lease=d["lease"],
         append_history=d["append"].format(entry=entry),
         skip_locked=d["skip_locked"],
+        lockable=d["lockable"],
         str=d["str"],
         # Filled in per call: they depend on the connection's state and the ids.
         no_flush_wait="{no_flush_wait}",
@@ -159,6 +162,18 @@ UPDATE jobs_jobrun SET progress = %s, progress_message = %s, lease_expires_at = 
 WHERE id = %s AND attempts = %s AND state = 'running' AND NOT cancel_requested
 """
 
+_RENEW = """
+UPDATE jobs_jobrun SET lease_expires_at = {lease}
+WHERE id IN (SELECT id FROM jobs_jobrun WHERE {where} AND state = 'running' {lockable})
+RETURNING id, cancel_requested
+"""
+
+_FAIL_UNSENT = """
+UPDATE jobs_jobrun SET state = 'dead', finished_at = {now}, error = %s
+WHERE {where} AND state = 'pending'
+RETURNING id
+"""
+
 _MARK_SENT = """
 UPDATE jobs_jobrun SET state = 'queued', enqueued_at = {now} {no_flush_wait}
 WHERE {where} AND state = 'pending'
@@ -210,14 +225,13 @@ def mark_resent(run_ids: Sequence[uuid.UUID]) -> int:
 def fail_unsent(run_ids: Sequence[uuid.UUID], *, error: str) -> int:
     """pending -> dead: the send path raised something that is not a broker outage (a bug, a
     payload the encoder refuses). Re-sending would fail the same way for ever."""
-    rows = update_returning(
-        JobRun.objects.filter(id__in=list(run_ids), state=State.PENDING),
-        ["id"],
-        state=State.DEAD,
-        finished_at=Now(),
-        error=truncate(error, jobs_settings().ERROR_MAX_CHARS),
-    )
-    _alert_dead([row[0] for row in rows])
+    if not run_ids:
+        return 0
+    where, ids = _ids_where(run_ids)
+    sql = _statement(_FAIL_UNSENT).replace("{where}", where)
+    error = truncate(error, jobs_settings().ERROR_MAX_CHARS)
+    rows = execute_returning(sql, [error, ids], prepare=len(run_ids) == 1)
+    _alert_dead([_run_id(row[0]) for row in rows])
     return len(rows)
 
 
@@ -239,20 +253,17 @@ def renew(*, run_ids: Sequence[uuid.UUID], lease_seconds: int) -> set[uuid.UUID]
     are alive; the next renewal gets them)."""
     if not run_ids:
         return set()
-    with transaction.atomic():
-        lockable = JobRun.objects.filter(id__in=list(run_ids), state=State.RUNNING)
-        if connection.vendor == "postgresql":
-            lockable = lockable.select_for_update(skip_locked=True)
-        rows = update_returning(
-            JobRun.objects.filter(id__in=lockable.values("id")),
-            ["id", "cancel_requested"],
-            lease_expires_at=_lease(lease_seconds),
-        )
-    return {run_id for run_id, flag in rows if flag}
+    where, ids = _ids_where(run_ids)
+    sql = _statement(_RENEW).replace("{where}", where)
+    # A batch is planned per call, as mark_sent's (a generic plan of `= ANY(...)` may walk an
+    # index instead of the primary key).
+    rows = execute_returning(sql, [lease_seconds, ids], prepare=len(run_ids) == 1)
+    return {_run_id(run_id) for run_id, flag in rows if flag}
 
 
-def _lease(seconds: int) -> Any:
-    return Now() + timedelta(seconds=seconds)
+def _run_id(value: Any) -> uuid.UUID:
+    """A run id as a statement returned it (PostgreSQL: a UUID; SQLite: 32 hex characters)."""
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
 
 
 def report_progress(*, run_id: uuid.UUID, attempt: int, percent: int, message: str) -> bool:
