@@ -26,9 +26,9 @@ from django.utils import timezone
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
-from dramatiq.brokers.redis import RedisBroker
 
 from jobs import schedules
+from jobs.broker import queue_lengths
 from jobs.conf import jobs_settings
 from jobs.forms import PreviewForm
 from jobs.models import Heartbeat, JobRun, Schedule
@@ -378,26 +378,14 @@ def queue_depths(queue_names: Iterable[str] = ()) -> tuple[list[QueueDepth] | No
     """Messages waiting per queue, read from the broker: (rows, "") on Redis, (None, why) for
     other brokers or when Redis does not answer."""
     broker = dramatiq.get_broker()
-    if not isinstance(broker, RedisBroker):
-        return None, f"n/a ({type(broker).__name__} does not expose queue lengths)"
-    names = sorted(
-        {q for q in [*broker.get_declared_queues(), *queue_names] if not q.endswith((".DQ", ".XQ"))}
-    )
     try:
-        pipe = broker.client.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(f"{broker.namespace}:{name}")
-            pipe.llen(f"{broker.namespace}:{name}.DQ")
-            pipe.zcard(f"{broker.namespace}:{name}.XQ")
-        counts = pipe.execute()
+        lengths = queue_lengths(broker, list(queue_names))
     except Exception as exc:  # the page must still show the database's view
         logger.warning("queue depths unavailable: %s", exc)
         return None, f"unavailable ({type(exc).__name__}: {exc})"
-    rows = [
-        QueueDepth(name, int(counts[3 * i]), int(counts[3 * i + 1]), int(counts[3 * i + 2]))
-        for i, name in enumerate(names)
-    ]
-    return rows, ""
+    if lengths is None:
+        return None, f"n/a ({type(broker).__name__} does not expose queue lengths)"
+    return [QueueDepth(*row) for row in lengths], ""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import dramatiq.errors
 import redis.exceptions
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis, dq_name
+from dramatiq.common import current_millis, dq_name, xq_name
 from dramatiq.encoder import JSONEncoder
 
 from jobs.ids import random_uuid_strings
@@ -65,6 +65,31 @@ def messages_held(broker: dramatiq.Broker, queue_name: str) -> int | None:
         return None
     ready, delayed, _dead = counts(queue_name)
     return int(ready) + int(delayed)
+
+
+def queue_lengths(
+    broker: dramatiq.Broker, queue_names: Sequence[str]
+) -> list[tuple[str, int, int, int]] | None:
+    """(queue, waiting, delayed, dead letters) for every declared queue and `queue_names`, in
+    one Redis round trip; None for brokers that do not expose their lengths. Raises the
+    broker's errors when it does not answer."""
+    if not isinstance(broker, RedisBroker):
+        return None
+    names = sorted(
+        {q for q in [*broker.get_declared_queues(), *queue_names] if not q.endswith((".DQ", ".XQ"))}
+    )
+    pipe = broker.client.pipeline(transaction=False)
+    for name in names:
+        # Dramatiq's Redis layout: a list per queue and per delay queue, a sorted set of dead
+        # letters.
+        pipe.llen(f"{broker.namespace}:{name}")
+        pipe.llen(f"{broker.namespace}:{dq_name(name)}")
+        pipe.zcard(f"{broker.namespace}:{xq_name(name)}")
+    counts = pipe.execute()
+    return [
+        (name, int(counts[3 * i]), int(counts[3 * i + 1]), int(counts[3 * i + 2]))
+        for i, name in enumerate(names)
+    ]
 
 
 def counts_unacknowledged(broker: dramatiq.Broker) -> bool:
