@@ -4,13 +4,14 @@ Django's cursors bind values client-side and never prepare; the statement for a 
 request was planned every time, which cost PostgreSQL more than running it
 (bench/report_endpoint.py, 2026-12-02: 0.72 of the signed-in baseline unprepared, 0.76 – 0.79 prepared). This
 uses psycopg's own cursor on Django's connection (`connection.connection`), in Django's
-transaction.
+transaction. tests/saas/test_prepared_requests.py checks that they are prepared.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from django.db import connection
 
 
@@ -21,6 +22,8 @@ def fetch_prepared(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
             cursor.execute(sql, params)
             return [tuple(row) for row in cursor.fetchall()]
     connection.ensure_connection()
-    with connection.connection.cursor() as cursor:
+    # psycopg.Cursor, not connection.connection.cursor(): Django makes the connection's
+    # default cursor a ClientCursor, which binds client-side and never prepares.
+    with psycopg.Cursor(connection.connection) as cursor:
         cursor.execute(sql, params, prepare=True)
         return [tuple(row) for row in cursor.fetchall()]
