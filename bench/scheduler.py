@@ -141,12 +141,12 @@ def measure_raw_send(broker, count: int) -> float:  # type: ignore[no-untyped-de
 
 def measure_project_send(broker, count: int) -> float:  # type: ignore[no-untyped-def]
     """The same prebuilt messages through this project's send path (jobs.dispatch), for scale."""
-    from jobs.dispatch import send_messages
+    from jobs.broker import enqueue_many
 
     messages = [(message, None) for message in prebuilt_messages(count)]
     broker.client.flushdb()
     started = time.perf_counter()
-    send_messages(broker, messages)
+    enqueue_many(broker, messages)
     elapsed = time.perf_counter() - started
     assert broker.client.llen(f"{broker.namespace}:default") == count
     return elapsed

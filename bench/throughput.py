@@ -144,10 +144,11 @@ def prepare(kind: str, count: int) -> list:  # type: ignore[type-arg]
 def send(items: list, kind: str) -> None:  # type: ignore[type-arg]
     import dramatiq
 
-    from jobs.dispatch import send_and_mark, send_messages
+    from jobs.broker import enqueue_many
+    from jobs.dispatch import send_and_mark
 
     if kind == "raw":
-        send_messages(dramatiq.get_broker(), [(m, None) for m in items])
+        enqueue_many(dramatiq.get_broker(), [(m, None) for m in items])
     else:
         for start in range(0, len(items), 1000):
             send_and_mark(items[start : start + 1000])

@@ -64,13 +64,6 @@ def build_message(run: Any, now: datetime | None) -> tuple[dramatiq.Message[Any]
     return message, delay
 
 
-def send_messages(
-    broker: dramatiq.Broker, items: Sequence[tuple[dramatiq.Message[Any], int | None]]
-) -> None:
-    """Enqueue messages; on Redis all of them in one pipelined round trip."""
-    enqueue_many(broker, items)
-
-
 def send_runs(run_ids: Iterable[uuid.UUID], *, only_pending: bool = True) -> int:
     """Send these runs (those still pending, unless told otherwise) and mark them queued.
 
@@ -103,7 +96,7 @@ def send_and_mark(runs: Sequence[Any], *, now: datetime | None = None) -> int:
         now = database_now()
     try:
         items = [build_message(run, now) for run in runs]
-        send_messages(dramatiq.get_broker(), items)
+        enqueue_many(dramatiq.get_broker(), items)
     except BROKER_ERRORS as exc:
         broker_state.failed(exc)
         logger.info("%d run(s) stay pending until the broker is back", len(runs))
@@ -248,7 +241,7 @@ def _resend(runs: Sequence[JobRun]) -> bool:
     """Send messages for runs that already left `pending`; False if the broker is down. They
     are all due (lost queued runs, overdue retries), so no clock is read for a delay."""
     try:
-        send_messages(dramatiq.get_broker(), [build_message(r, None) for r in runs])
+        enqueue_many(dramatiq.get_broker(), [build_message(r, None) for r in runs])
     except BROKER_ERRORS as exc:
         outage("broker").failed(exc)
         return False

@@ -98,7 +98,7 @@ def test_enqueue_commits_even_when_the_broker_is_down(
 def test_a_bulk_send_survives_a_flushed_script_cache_and_keeps_delays(broker: RedisBroker) -> None:
     """The bulk send writes Dramatiq's dispatch script calls itself: after SCRIPT FLUSH it must
     load the script again, and a delayed message must land on the delay queue with its eta."""
-    from jobs.dispatch import send_messages
+    from jobs.broker import enqueue_many
 
     broker.client.script_flush()
     now = datetime.now(UTC)
@@ -112,7 +112,7 @@ def test_a_bulk_send_survives_a_flushed_script_cache_and_keeps_delays(broker: Re
         for n in range(3)
     ]
     delayed = dramatiq.Message(queue_name="default", actor_name="x", args=(), kwargs={}, options={})
-    send_messages(broker, [*messages, (delayed, 60_000)])
+    enqueue_many(broker, [*messages, (delayed, 60_000)])
 
     assert sorted(queued_message_ids(broker)) == sorted(
         [m.message_id for m, _ in messages] + [delayed.message_id]
@@ -132,7 +132,7 @@ def test_a_bulk_sent_message_decodes_to_what_dramatiq_would_have_stored(
 ) -> None:
     """The bulk send encodes the members its messages share once per batch; what a worker
     reads back must still be each message exactly, options and non-ASCII payloads included."""
-    from jobs.dispatch import send_messages
+    from jobs.broker import enqueue_many
 
     shared = {"note": 'naïve "quoted" \\ ✓', "values": [1, 2.5, None, True]}
     messages = [
@@ -148,7 +148,7 @@ def test_a_bulk_sent_message_decodes_to_what_dramatiq_would_have_stored(
     messages.append(
         dramatiq.Message(queue_name="default", actor_name="y", args=(), kwargs={}, options={})
     )
-    send_messages(broker, [(m, None) for m in messages])
+    enqueue_many(broker, [(m, None) for m in messages])
 
     stored = {}
     for raw in broker.client.hvals(f"{broker.namespace}:default.msgs"):
