@@ -36,20 +36,21 @@ def prune_runs(succeeded_days: int | None = None, failed_days: int | None = None
     deleted = {}
     for label, (states, days) in rules.items():
         cutoff = now - timedelta(days=days)
-        old = JobRun.objects.filter(state__in=states, finished_at__lt=cutoff)
         total = 0
-        while True:
-            # Oldest first, along the finished_at index: each batch starts where the last one
-            # ended instead of reading past the rows it keeps. One DELETE per batch (the rows
-            # that refer to runs are set NULL by the database), short enough that workers and
-            # the admin never wait long on it.
-            batch = old.order_by("finished_at").values("id")[: conf.RETENTION_BATCH_SIZE]
-            count = JobRun.objects.filter(id__in=batch).delete()[0]
-            total += count
-            claim = current_claim()
-            if claim is not None and count:
-                claim.progress(50 if label == "succeeded" else 90, f"deleted {total} {label} runs")
-            if count < conf.RETENTION_BATCH_SIZE:
-                break
+        for state in states:  # one state at a time: one range of the (state, finished_at) index
+            old = JobRun.objects.filter(state=state, finished_at__lt=cutoff)
+            while True:
+                # Oldest first along that index: each batch starts where the last one ended.
+                # One DELETE per batch (the rows that refer to runs are set NULL by the
+                # database), short enough that workers and the admin never wait long on it.
+                batch = old.order_by("finished_at").values("id")[: conf.RETENTION_BATCH_SIZE]
+                count = JobRun.objects.filter(id__in=batch).delete()[0]
+                total += count
+                claim = current_claim()
+                if claim is not None and count:
+                    percent = 50 if label == "succeeded" else 90
+                    claim.progress(percent, f"deleted {total} {label} runs")
+                if count < conf.RETENTION_BATCH_SIZE:
+                    break
         deleted[label] = total
     return deleted

@@ -193,6 +193,12 @@ def _ids_where(run_ids: Sequence[uuid.UUID]) -> tuple[str, Any]:
     return "id IN (SELECT value FROM json_each(%s))", json.dumps([i.hex for i in run_ids])
 
 
+def _for_ids(template: str, run_ids: Sequence[uuid.UUID]) -> tuple[str, Any]:
+    """A statement on these runs for this backend, and the parameter of its WHERE on ids."""
+    where, ids = _ids_where(run_ids)
+    return _statement(template).replace("{where}", where), ids
+
+
 # -- recorded and sent ------------------------------------------------------------------------
 
 
@@ -206,8 +212,7 @@ def mark_sent(run_ids: Sequence[uuid.UUID]) -> int:
     """pending -> queued, for runs whose messages the broker has accepted."""
     if not run_ids:
         return 0
-    where, ids = _ids_where(run_ids)
-    sql = _statement(_MARK_SENT).replace("{where}", where)
+    sql, ids = _for_ids(_MARK_SENT, run_ids)
     # Not prepared for a batch: a generic plan for `id = ANY(...)` walks the pending-runs index
     # (every pending run of the tick) instead of the primary key, which doubled the tick's time
     # for 10,000 runs (bench/scheduler.py: 14.7 s against 7.0 s).
@@ -227,8 +232,7 @@ def fail_unsent(run_ids: Sequence[uuid.UUID], *, error: str) -> int:
     payload the encoder refuses). Re-sending would fail the same way for ever."""
     if not run_ids:
         return 0
-    where, ids = _ids_where(run_ids)
-    sql = _statement(_FAIL_UNSENT).replace("{where}", where)
+    sql, ids = _for_ids(_FAIL_UNSENT, run_ids)
     error = truncate(error, jobs_settings().ERROR_MAX_CHARS)
     rows = execute_returning(sql, [error, ids], prepare=len(run_ids) == 1)
     _alert_dead([_run_id(row[0]) for row in rows])
@@ -253,8 +257,7 @@ def renew(*, run_ids: Sequence[uuid.UUID], lease_seconds: int) -> set[uuid.UUID]
     are alive; the next renewal gets them)."""
     if not run_ids:
         return set()
-    where, ids = _ids_where(run_ids)
-    sql = _statement(_RENEW).replace("{where}", where)
+    sql, ids = _for_ids(_RENEW, run_ids)
     # A batch is planned per call, as mark_sent's (a generic plan of `= ANY(...)` may walk an
     # index instead of the primary key).
     rows = execute_returning(sql, [lease_seconds, ids], prepare=len(run_ids) == 1)

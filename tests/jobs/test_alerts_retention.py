@@ -161,7 +161,7 @@ def test_prune_is_one_delete_per_batch_oldest_first_and_unlinks_referring_runs(
     with CaptureQueriesContext(connection) as queries:
         assert prune_runs.fn() == {"succeeded": 5, "failed": 0}
     deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("DELETE")]
-    assert len(deletes) == 3 + 1, deletes  # 2 + 2 + 1 succeeded, then none failed
+    assert len(deletes) == 3 + 3, deletes  # 2 + 2 + 1 succeeded; one empty batch per failed state
     assert all('ORDER BY "U0"."finished_at" ASC LIMIT 2' in sql for sql in deletes), deletes[0]
     assert not [q for q in queries.captured_queries if q["sql"].startswith("SELECT")]
     retry.refresh_from_db()
