@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -161,10 +162,11 @@ class ScheduleChangeList(ChangeList):
         rows = list(self.result_list)
         recent: dict[int, list[Any]] = {row.pk: [] for row in rows}
         for run in recent_runs(list(recent), SPARKLINE_RUNS):
-            if run.schedule_id is not None:
-                recent[run.schedule_id].append(run)
+            recent[run.schedule_id].append(run)
         for row in rows:
-            row.recent_runs_list = sorted(recent[row.pk], key=_created, reverse=True)
+            row.recent_runs_list = sorted(
+                recent[row.pk], key=attrgetter("created_at"), reverse=True
+            )
         self.result_list = rows
 
 
@@ -188,11 +190,6 @@ def run_search(term: str) -> Q:
         high = uuid.UUID(digits.ljust(32, "f"))
         found |= Q(id__gte=low, id__lte=high)
     return found
-
-
-def _created(run: Any) -> datetime:
-    created: datetime = run.created_at
-    return created
 
 
 class CappedCountPaginator(Paginator):  # type: ignore[type-arg]
