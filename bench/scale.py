@@ -327,7 +327,7 @@ def traceback_text() -> str:
 def build_history(schedules: int, runs: int, *, quiet: bool) -> None:
     """Replace the jobs tables' contents (this schema) with a generated history, then VACUUM
     ANALYZE so that the planner knows the row counts, as it would on a real site."""
-    from jobs.db import database_now
+    from jobs.db.connection import database_now
 
     runs_per_schedule = runs * 0.9 / schedules
     if WINDOW / timedelta(minutes=1) < runs / schedules:
@@ -522,9 +522,9 @@ def measure_tick() -> float:
     """Median ms of one tick firing TICK_DUE schedules (registered jobs, so each is sent)."""
     import dramatiq
 
-    from jobs.db import database_now
+    from jobs.db.connection import database_now
     from jobs.models import JobRun
-    from jobs.scheduler import tick
+    from jobs.scheduling.tick import tick
 
     due = tick_candidates()
     broker = dramatiq.get_broker()
@@ -577,7 +577,7 @@ def tick_candidates() -> list[int]:
 
 def measure_sweep() -> float:
     """Median ms of the sweep; the warm-up call does whatever the history left to repair."""
-    from jobs.dispatch import sweep
+    from jobs.scheduling.sweep import sweep
 
     timings = []
     for attempt in range(1 + REQUESTS):
@@ -629,7 +629,7 @@ def measure_prune() -> tuple[int, float]:
     claim = _BudgetClaim(PRUNE_BUDGET_S)
     started = time.perf_counter()
     stopped = False
-    with mock.patch("jobs.runtime.current_claim", lambda: claim):
+    with mock.patch("jobs.worker.claim.current_claim", lambda: claim):
         try:
             prune_runs.fn(succeeded_days=days)
         except _PruneBudgetSpent:

@@ -141,7 +141,7 @@ def measure_raw_send(broker, count: int) -> float:  # type: ignore[no-untyped-de
 
 def measure_project_send(broker, count: int) -> float:  # type: ignore[no-untyped-def]
     """The same prebuilt messages through this project's send path (jobs.dispatch), for scale."""
-    from jobs.broker import enqueue_many
+    from jobs.broker.bulk_send import enqueue_many
 
     messages = [(message, None) for message in prebuilt_messages(count)]
     broker.client.flushdb()
@@ -228,7 +228,7 @@ def measure_tick(count: int) -> tuple[float, float, list[float], float]:
     import dramatiq
 
     from jobs.models import JobRun
-    from jobs.scheduler import tick
+    from jobs.scheduling.tick import tick
 
     broker = dramatiq.get_broker()
     slot = _due_wave(count, lead_seconds=2)

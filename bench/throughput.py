@@ -144,8 +144,8 @@ def prepare(kind: str, count: int) -> list:  # type: ignore[type-arg]
 def send(items: list, kind: str) -> None:  # type: ignore[type-arg]
     import dramatiq
 
-    from jobs.broker import enqueue_many
-    from jobs.dispatch import send_and_mark
+    from jobs.broker.bulk_send import enqueue_many
+    from jobs.runs.send import send_and_mark
 
     if kind == "raw":
         enqueue_many(dramatiq.get_broker(), [(m, None) for m in items])

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from jobs.errors import Cancelled, JobsError, LeaseLost, PayloadError, UnknownJob
 from jobs.registry import JobSpec, get_job, job, registered_jobs
-from jobs.runtime import current_run
+from jobs.worker.claim import current_run
 
 if TYPE_CHECKING:
     from jobs.health import health_checks
-    from jobs.loop import SchedulerLoop
     from jobs.models import JobRun, Schedule
+    from jobs.scheduling.loop import SchedulerLoop
     from jobs.services import enqueue, enqueue_once, run_cancel, run_retry
 
 __all__ = [
@@ -53,7 +53,7 @@ __all__ = [
 # Models and services need the app registry; load them on first use so that importing `jobs`
 # (e.g. from a job module during app loading) never fails.
 _LAZY = {
-    "SchedulerLoop": "jobs.loop",
+    "SchedulerLoop": "jobs.scheduling.loop",
     "health_checks": "jobs.health",
     "JobRun": "jobs.models",
     "Schedule": "jobs.models",

@@ -145,11 +145,11 @@ class DramatiqBackend(BaseTaskBackend):
             if hasattr(settings, "DRAMATIQ_BROKER")
             else []
         )
-        if "jobs.middleware.RunRecorder" not in middleware:
+        if "jobs.worker.middleware.RunRecorder" not in middleware:
             errors.append(
                 Error(
                     f"TASKS[{self.alias!r}] uses jobs.backends.DramatiqBackend but DRAMATIQ_BROKER has no "
-                    "jobs.middleware.RunRecorder, so no task would ever run to completion.",
+                    "jobs.worker.middleware.RunRecorder, so no task would ever run to completion.",
                     hint="Configure django-dramatiq as in docs/tasks.md.",
                     id="jobs.E010",
                 )
@@ -177,7 +177,7 @@ class DramatiqBackend(BaseTaskBackend):
 def _run(task: Task[Any, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Execute one attempt of a task inside a worker, with Django's task signals."""
     from jobs.models import JobRun
-    from jobs.runtime import current_run
+    from jobs.worker.claim import current_run
 
     claim = current_run()
     run = JobRun.objects.get(id=claim.run_id)

@@ -22,7 +22,7 @@ class PruneRuns(pydantic.BaseModel):
 def prune_runs(succeeded_days: int | None = None, failed_days: int | None = None) -> dict[str, int]:
     """Delete finished runs older than the retention periods, in batches."""
     from jobs.models import JobRun
-    from jobs.runtime import current_claim
+    from jobs.worker.claim import current_claim
 
     conf = jobs_settings()
     now = timezone.now()

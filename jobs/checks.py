@@ -9,7 +9,7 @@ from django.core.checks import Error, Warning, register
 
 from jobs.conf import JobsSettings, jobs_settings
 
-RECORDER = "jobs.middleware.RunRecorder"
+RECORDER = "jobs.worker.middleware.RunRecorder"
 
 
 @register()

@@ -158,7 +158,7 @@ def health_checks() -> dict[str, dict[str, str]]:
     """Whether the database and the broker answer, each {"status": "ok"} or {"status":
     "error", "since": ..., "error": ...} (since when this process has seen it fail; the
     outage is logged once when it starts and once when it ends)."""
-    from jobs.broker import broker_ping
+    from jobs.broker.introspection import broker_ping
 
     return {
         "database": _check("database", _database_probe),

@@ -133,7 +133,7 @@ def job(
 
 
 def _execute(spec: JobSpec, payload: dict[str, Any]) -> None:
-    from jobs.runtime import current_claim
+    from jobs.worker.claim import current_claim
 
     claim = current_claim()
     if claim is None:

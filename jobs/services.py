@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -14,12 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import schedules, transitions
-from jobs.dispatch import send_and_mark, send_runs
 from jobs.errors import PayloadError, UnknownJob
-from jobs.ids import random_uuids
 from jobs.models import JobRun, Schedule
 from jobs.registry import JobSpec, get_job, registered_jobs
+from jobs.runs import transitions
+from jobs.runs.send import send_and_mark
+from jobs.timing import ScheduleError, next_fire, normalize_cron
 
 logger = logging.getLogger(__name__)
 
@@ -149,10 +148,10 @@ def schedule_validate(schedule: Schedule, now: datetime | None = None) -> None:
     timing = schedule.timing()
     try:
         timing.validate()
-    except schedules.ScheduleError as exc:
+    except ScheduleError as exc:
         errors.setdefault(TIMING_FIELDS.get(exc.field, "__all__"), []).append(str(exc))
     else:
-        if schedule.enabled and schedules.next_fire(timing, now or timezone.now()) is None:
+        if schedule.enabled and next_fire(timing, now or timezone.now()) is None:
             field = "run_at" if schedule.kind == Schedule.Kind.ONCE else "ends_at"
             errors.setdefault(field, []).append(
                 f"{field} is in the past, so this schedule would never run. Choose a later "
@@ -164,7 +163,7 @@ def schedule_validate(schedule: Schedule, now: datetime | None = None) -> None:
             "after its time, so a smaller grace would count every slot as missed."
         )
     if schedule.kind == Schedule.Kind.CRON and "cron" not in errors and schedule.cron:
-        schedule.cron = schedules.normalize_cron(schedule.cron)
+        schedule.cron = normalize_cron(schedule.cron)
     try:
         spec = get_job(schedule.job)
     except UnknownJob:
@@ -191,7 +190,7 @@ def schedule_validate(schedule: Schedule, now: datetime | None = None) -> None:
 def schedule_next_run(schedule: Schedule, now: datetime) -> datetime | None:
     if not schedule.enabled:
         return None
-    return schedules.next_fire(schedule.timing(), now)
+    return next_fire(schedule.timing(), now)
 
 
 def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedule:
@@ -207,9 +206,6 @@ def schedule_save(*, schedule: Schedule, now: datetime | None = None) -> Schedul
 # ---------------------------------------------------------------------------------------------
 # Operator actions (the admin's buttons and actions call these)
 # ---------------------------------------------------------------------------------------------
-
-BACKFILL_CAP = 500
-"""The most slots one backfill may create: a typo in a date range must not queue a year of runs."""
 
 
 def schedule_pause(*, schedule: Schedule, reason: str) -> bool:
@@ -243,7 +239,7 @@ def schedule_resume(*, schedule: Schedule, now: datetime | None = None) -> bool:
             f"Schedule {schedule.name!r} runs job {schedule.job!r}, which is no longer "
             "registered: choose another job before resuming it."
         ) from None
-    next_run = schedules.next_fire(schedule.timing(), now)
+    next_run = next_fire(schedule.timing(), now)
     if next_run is None:
         raise ValueError(
             f"Schedule {schedule.name!r} has no run left after {now:%Y-%m-%d %H:%M} UTC "
@@ -284,125 +280,6 @@ def schedule_run_now(*, schedule: Schedule) -> JobRun:
             for name, value in overrides.items():
                 setattr(run, name, value)
     return run
-
-
-@dataclass(frozen=True)
-class BackfillPlan:
-    """The slots of a schedule in a date range, and which of them already have a run."""
-
-    slots: list[datetime]
-    """Every slot in the range, oldest first."""
-    existing: frozenset[datetime]
-    """Slots that already have a run (run, skipped or queued): a backfill leaves them alone."""
-
-    @property
-    def new(self) -> list[datetime]:
-        return [slot for slot in self.slots if slot not in self.existing]
-
-
-@dataclass(frozen=True)
-class BackfillResult:
-    created: list[uuid.UUID]
-    skipped_existing: int
-
-
-def schedule_backfill_plan(
-    *,
-    schedule: Schedule,
-    start: datetime,
-    end: datetime,
-    now: datetime | None = None,
-    cap: int = BACKFILL_CAP,
-) -> BackfillPlan:
-    """The schedule's slots in [start, end] (both inclusive) and which already have a run.
-
-    Raises ValidationError naming `start`/`end` for a reversed range, a range reaching into
-    the future (the scheduler runs those slots) or one holding more than `cap` slots.
-    """
-    now = now or timezone.now()
-    if end < start:
-        raise ValidationError({"end": "The end of the range must not be before its start."})
-    if end > now:
-        raise ValidationError(
-            {
-                "end": "The range must end in the past: the scheduler runs future slots itself. "
-                "Choose an end no later than now."
-            }
-        )
-    try:
-        slots = schedules.fire_times(schedule.timing(), start - timedelta(microseconds=1), cap + 1)
-    except schedules.ScheduleError as exc:
-        raise ValidationError(
-            f"The schedule's timing is invalid ({exc}); fix the schedule first."
-        ) from None
-    slots = [slot for slot in slots if slot <= end]
-    if len(slots) > cap:
-        raise ValidationError(
-            {
-                "start": f"The range holds more than {cap} slots; a backfill creates at most "
-                f"{cap} runs. Choose a shorter range (or backfill in parts)."
-            }
-        )
-    existing = frozenset(
-        slot
-        for slot in JobRun.objects.filter(schedule=schedule, scheduled_for__in=slots).values_list(
-            "scheduled_for", flat=True
-        )
-        if slot is not None
-    )
-    return BackfillPlan(slots=slots, existing=existing)
-
-
-def schedule_backfill(
-    *,
-    schedule: Schedule,
-    start: datetime,
-    end: datetime,
-    now: datetime | None = None,
-    cap: int = BACKFILL_CAP,
-) -> BackfillResult:
-    """Create one run per slot of the schedule in [start, end], each with its slot as
-    scheduled_for, sent when the caller's transaction commits.
-
-    A slot that already has a run is not run again: UNIQUE(schedule, scheduled_for) refuses it
-    (also when the scheduler or another backfill inserts it concurrently), and it is counted
-    in `skipped_existing`. Raises ValidationError as schedule_backfill_plan does, and
-    UnknownJob or PayloadError when the schedule no longer fits its job.
-    """
-    from jobs.scheduler import NewRun
-
-    plan = schedule_backfill_plan(schedule=schedule, start=start, end=end, now=now, cap=cap)
-    spec = get_job(schedule.job)
-    payload = spec.validate(schedule.payload)
-    created_at = timezone.now()
-    ids = random_uuids()
-    runs = [
-        NewRun(
-            id=next(ids),
-            schedule_id=schedule.pk,
-            job=spec.name,
-            payload=payload,
-            scheduled_for=slot,
-            state=State.PENDING,
-            reason="",
-            queue=schedule.queue or spec.queue,
-            priority=schedule.priority,
-            max_retries=schedule.max_retries
-            if schedule.max_retries is not None
-            else spec.max_retries,
-            time_limit_seconds=schedule.time_limit_seconds or spec.time_limit_seconds,
-            created_at=created_at,
-            run_after=None,
-            finished_at=None,
-        )
-        for slot in plan.new
-    ]
-    with transaction.atomic():
-        inserted = transitions.record(runs)
-        created = [run.id for run in runs if run.id in inserted]
-        if created:
-            transaction.on_commit(partial(send_runs, created))
-    return BackfillResult(created=created, skipped_existing=len(plan.slots) - len(created))
 
 
 # Copied from the original; the rest (ids, timestamps, state) belongs to the original alone.

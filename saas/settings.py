@@ -129,7 +129,7 @@ DRAMATIQ_MIDDLEWARE = [
     "dramatiq.middleware.ShutdownNotifications",
     "dramatiq.middleware.Callbacks",
     "dramatiq.middleware.Pipelines",
-    "jobs.middleware.RunRecorder",
+    "jobs.worker.middleware.RunRecorder",
     "dramatiq.middleware.Retries",
     "dramatiq.middleware.CurrentMessage",
     "django_dramatiq.middleware.DbConnectionsMiddleware",
@@ -147,7 +147,7 @@ TASKS = {
 }
 
 # Alternative trigger for hosts that prefer system cron (`manage.py crontab add`).
-CRONJOBS = [("* * * * *", "jobs.scheduler.cron_tick")]
+CRONJOBS = [("* * * * *", "jobs.scheduling.tick.cron_tick")]
 
 # EMAIL_URL (smtp:// or smtps://); without it mails are written to the console, and
 # `check --deploy` says so (saas.W002).
@@ -165,7 +165,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Lines logged inside a job carry its name, run id and attempt (jobs.logs).
-    "filters": {"run": {"()": "jobs.logs.RunContextFilter"}},
+    "filters": {"run": {"()": "jobs.worker.logs.RunContextFilter"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s%(run)s: %(message)s"}},
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["run"]}

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.db import migrations
 
-from jobs import schedules
+from jobs.timing import Timing, next_fire
 
 NAME = "billing: daily reconciliation"
 CRON = "0 2 * * *"
@@ -20,7 +20,7 @@ def seed(apps, schema_editor):
         return
     now = datetime.now(UTC)
     zone = settings.TIME_ZONE or "UTC"
-    timing = schedules.Timing(kind="cron", cron=CRON, timezone=zone)
+    timing = Timing(kind="cron", cron=CRON, timezone=zone)
     Schedule.objects.create(
         name=NAME,
         job="billing.reconcile_day",
@@ -31,7 +31,7 @@ def seed(apps, schema_editor):
         misfire_policy="all",
         misfire_grace_seconds=GRACE_SECONDS,
         overlap_policy="allow",
-        next_run_at=schedules.next_fire(timing, now),
+        next_run_at=next_fire(timing, now),
         created_at=now,
     )
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from django.db import migrations
 
-from jobs import schedules
+from jobs.timing import Timing, next_fire
 
 NAME = "jobs: prune old runs"
 
@@ -14,7 +14,7 @@ def seed(apps, schema_editor):
     if Schedule.objects.filter(name=NAME).exists():
         return
     now = datetime.now(UTC)
-    timing = schedules.Timing(kind="cron", cron="30 3 * * *", timezone="UTC")
+    timing = Timing(kind="cron", cron="30 3 * * *", timezone="UTC")
     Schedule.objects.create(
         name=NAME,
         job="jobs.prune_runs",
@@ -25,7 +25,7 @@ def seed(apps, schema_editor):
         misfire_policy="latest",
         misfire_grace_seconds=6 * 3600,
         overlap_policy="skip",
-        next_run_at=schedules.next_fire(timing, now),
+        next_run_at=next_fire(timing, now),
         created_at=now,
     )
 

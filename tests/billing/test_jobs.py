@@ -105,7 +105,7 @@ def test_a_bad_payload_is_refused_at_enqueue_naming_the_field() -> None:
 @pytest.mark.django_db(transaction=True)
 def test_an_operators_retry_of_a_dead_scheduled_run_reconciles_the_original_day() -> None:
     from billing.jobs import _day_from_slot
-    from jobs.runtime import Claim, set_claim
+    from jobs.worker.claim import Claim, set_claim
 
     slot = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)
     schedule = jobs.Schedule.objects.create(

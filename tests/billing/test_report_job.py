@@ -16,7 +16,7 @@ import jobs
 from billing.models import Report, Tenant
 from billing.reports import REPORT_JOB, report_generate, report_path
 from jobs.models import JobRun
-from jobs.runtime import Claim, set_claim
+from jobs.worker.claim import Claim, set_claim
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -14,7 +14,7 @@ from dramatiq.brokers.redis import RedisBroker
 
 import jobs
 from billing.models import Invoice
-from jobs.scheduler import tick
+from jobs.scheduling.tick import tick
 from tests.billing.conftest import make_plan, subscribed_tenant
 from tests.processes import wait_until
 

@@ -125,7 +125,7 @@ def test_a_retry_lost_in_a_redis_outage_is_re_sent_by_the_sweep(tmp_path: Path) 
             )
             import dramatiq
 
-            from jobs.dispatch import send_runs
+            from jobs.runs.send import send_runs
 
             previous = dramatiq.get_broker()
             dramatiq.set_broker(RedisBroker(url=redis_server.url))

@@ -132,7 +132,7 @@ def test_cancelling_a_queued_run_makes_the_worker_skip_it(
 def test_a_duplicate_message_for_a_finished_run_is_dropped(
     worker: Path, broker: RedisBroker
 ) -> None:
-    from jobs.dispatch import send_runs
+    from jobs.runs.send import send_runs
 
     run = finished(jobs.enqueue("test.echo", {"value": 1}))
     send_runs([run.id], only_pending=False)  # the broker redelivers it

@@ -15,10 +15,10 @@ from django.test import override_settings
 from dramatiq.brokers.redis import RedisBroker
 
 import jobs
-from jobs import transitions
 from jobs.builtin_jobs import prune_runs
-from jobs.loop import SchedulerLoop
 from jobs.models import JobRun, Schedule
+from jobs.runs import transitions
+from jobs.scheduling.loop import SchedulerLoop
 from jobs.signals import run_dead, schedules_late
 from tests.processes import wait_until
 
@@ -211,7 +211,7 @@ def test_cancel_says_what_it_did(broker: RedisBroker) -> None:
 
 MIDDLEWARE = [
     "dramatiq.middleware.AgeLimit",
-    "jobs.middleware.RunRecorder",
+    "jobs.worker.middleware.RunRecorder",
     "dramatiq.middleware.Retries",
 ]
 
@@ -226,7 +226,10 @@ MIDDLEWARE = [
         (
             {
                 "DRAMATIQ_BROKER": {
-                    "MIDDLEWARE": ["jobs.middleware.RunRecorder", "dramatiq.middleware.Retries"]
+                    "MIDDLEWARE": [
+                        "jobs.worker.middleware.RunRecorder",
+                        "dramatiq.middleware.Retries",
+                    ]
                 }
             },
             "jobs.E004",

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from jobs.loop import SchedulerLoop, fake_clock
+from jobs.scheduling.loop import SchedulerLoop, fake_clock
 
 
 class Command(BaseCommand):
