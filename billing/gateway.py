@@ -14,7 +14,9 @@ The `LedgerGateway` keeps its charges in its own table (`billing_ledger_charge`)
 them on a database connection of its own, in autocommit, the way a remote provider commits
 on its side: when the worker's transaction rolls back (or its process is killed) after the
 charge, the charge stays. That is the state "charged at the gateway, not in our books" that
-the reconciliation must and does repair. See docs/billing.md.
+the reconciliation must and does repair. The connection is Django's for the DATABASES alias
+named by BILLING_LEDGER_DATABASE ("ledger" in saas/settings.py: the default database's
+settings under a second alias). See docs/billing.md.
 
 Adding a real provider is one subclass of `Gateway` named in `BILLING_GATEWAY`.
 """
@@ -22,20 +24,24 @@ Adding a real provider is one subclass of `Gateway` named in `BILLING_GATEWAY`.
 from __future__ import annotations
 
 import abc
-import contextlib
-import copy
 import logging
 import random
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import connections
 from django.utils import timezone
 from django.utils.module_loading import import_string
+
+from billing import sql
+from billing.conf import billing_settings
+
+if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +155,8 @@ class Gateway(abc.ABC):
 
 class LedgerGateway(Gateway):
     """The default gateway: charges live in `billing_ledger_charge`, committed on their own
-    connection. Options inject faults for tests (all off by default):
+    connection (the BILLING_LEDGER_DATABASE alias). Options inject faults for tests (all off
+    by default):
 
     * `decline_customers`: customers whose charges are declined with `decline_code`;
     * `fail_before_record`: probability (0-1) of GatewayUnavailable before anything is recorded;
@@ -215,14 +222,12 @@ class LedgerGateway(Gateway):
         status = DECLINED if declined else SUCCEEDED
         code = self.decline_code if declined else ""
         reference = f"ch_{secrets.token_hex(12)}"
-        table = _table()
         stored: tuple[Any, ...] | None = None
-        with ledger_cursor() as (cursor, ops):
-            now = ops.adapt_datetimefield_value(timezone.now())
-            # ON CONFLICT DO NOTHING: a concurrent request with the same key waits for the
-            # first to commit (the unique index), then finds its row instead of failing.
+        ledger = _ledger_connection()
+        with ledger.cursor() as cursor:
+            now = ledger.ops.adapt_datetimefield_value(timezone.now())
             cursor.execute(
-                _INSERT.format(table=table),
+                sql.LEDGER_CHARGE_INSERT,
                 [
                     reference,
                     idempotency_key,
@@ -253,7 +258,7 @@ class LedgerGateway(Gateway):
         return outcome
 
     def retrieve(self, *, idempotency_key: str) -> ChargeOutcome | None:
-        with ledger_cursor() as (cursor, _):
+        with _ledger_connection().cursor() as cursor:
             stored = _select(cursor, idempotency_key)
         if stored is None:
             return None
@@ -261,26 +266,18 @@ class LedgerGateway(Gateway):
         return ChargeOutcome(reference, status, amount, currency, code, replayed=True)
 
 
-# The table name comes from the model, never from input.
-_INSERT = (
-    "INSERT INTO {table} (reference, idempotency_key, customer, amount, currency, description, "
-    "status, decline_code, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING reference"
-)
-_SELECT = (
-    "SELECT reference, customer, amount, currency, description, status, decline_code "
-    "FROM {table} WHERE idempotency_key = %s"
-)
+def _ledger_connection() -> BaseDatabaseWrapper:
+    """This thread's Django connection for BILLING_LEDGER_DATABASE.
 
-
-def _table() -> str:
-    from billing.models import LedgerCharge
-
-    return LedgerCharge._meta.db_table
+    Nothing opens a transaction on it, so each statement commits at once; Django opens,
+    reuses and closes it like any other alias (CONN_MAX_AGE, close_old_connections() at the
+    end of each request and, through django-dramatiq, of each message).
+    """
+    return connections[billing_settings().LEDGER_DATABASE]
 
 
 def _select(cursor: Any, key: str) -> tuple[Any, ...] | None:
-    cursor.execute(_SELECT.format(table=_table()), [key])
+    cursor.execute(sql.LEDGER_CHARGE_SELECT, [key])
     row = cursor.fetchone()
     return tuple(row) if row is not None else None
 
@@ -304,66 +301,6 @@ def _replay(request: ChargeRequest, stored: tuple[Any, ...]) -> ChargeOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
-# The ledger's own connection
-# ---------------------------------------------------------------------------------------------
-
-LEDGER_ALIAS = "billing_ledger"
-
-
-class _Local(threading.local):
-    wrapper: Any = None
-
-
-_local = _Local()
-
-
-@contextlib.contextmanager
-def ledger_cursor() -> Iterator[tuple[Any, Any]]:
-    """A cursor on the ledger's own connection, in autocommit; yields (cursor, ops).
-
-    The connection is a private Django DatabaseWrapper built from the default database's
-    settings (so it follows DATABASE_URL and the test database) but registered nowhere:
-    nothing else uses it, no transaction.atomic() of the caller reaches it, and each
-    statement commits at once. One per thread, kept open like Django's own connections.
-
-    On SQLite (the embedded one-process demo) a second connection cannot write while a job's
-    transaction holds the file's only write lock, so there the ledger writes through the
-    caller's connection and a rollback takes the charge with it (documented limitation).
-    """
-    default = connections[DEFAULT_DB_ALIAS]
-    if default.vendor == "sqlite":
-        with default.cursor() as cursor:
-            yield cursor, default.ops
-        return
-    wrapper = _local.wrapper
-    if wrapper is not None and wrapper.settings_dict["NAME"] != default.settings_dict["NAME"]:
-        close_ledger_connection()  # the default database changed (the test database was set up)
-        wrapper = None
-    if wrapper is None:
-        settings_dict = copy.deepcopy(default.settings_dict)
-        settings_dict["AUTOCOMMIT"] = True
-        settings_dict["ATOMIC_REQUESTS"] = False
-        wrapper = type(default)(settings_dict, alias=LEDGER_ALIAS)
-        _local.wrapper = wrapper
-    # Reconnect after a database restart or CONN_MAX_AGE, like Django does between requests.
-    wrapper.close_if_unusable_or_obsolete()
-    try:
-        with wrapper.cursor() as cursor:
-            yield cursor, wrapper.ops
-    except DatabaseError:
-        close_ledger_connection()
-        raise
-
-
-def close_ledger_connection() -> None:
-    """Close this thread's ledger connection (threads that end should call it)."""
-    wrapper, _local.wrapper = _local.wrapper, None
-    if wrapper is not None:
-        with contextlib.suppress(Exception):
-            wrapper.close()
-
-
-# ---------------------------------------------------------------------------------------------
 # The configured gateway
 # ---------------------------------------------------------------------------------------------
 
@@ -382,8 +319,6 @@ def load_gateway_class(path: str) -> type[Gateway]:
 def get_gateway() -> Gateway:
     """The gateway configured by BILLING_GATEWAY and BILLING_GATEWAY_OPTIONS (one per process
     and configuration: a real provider's client keeps its HTTP connections)."""
-    from billing.conf import billing_settings
-
     conf = billing_settings()
     cache_key = (conf.GATEWAY, repr(sorted(conf.GATEWAY_OPTIONS.items())))
     with _instances_lock:

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 import jobs
+from billing import sql
 from billing.db import fetch_prepared
 from billing.models import Charge, Invoice, Report, Tenant
 from jobs.models import JobRun
@@ -105,22 +106,11 @@ def _at_limit(tenant_id: int) -> bool:
     return not _settle_active(tenant_id) or _active_reports(tenant_id) >= limit
 
 
-# One statement: the per-tenant limit is checked by the INSERT itself (a partial index makes
-# the count cheap), and a report that already exists for the month inserts nothing. Two
-# concurrent requests can both pass the check: the limit is a brake, not an invariant.
-_INSERT_REPORT = """
-INSERT INTO billing_report (tenant_id, month, requested_by_id, run_id, state, message, file,
-                            created_at)
-SELECT %s, %s, %s, %s, 'pending', '', '', %s
-WHERE (SELECT COUNT(*) FROM billing_report
-       WHERE tenant_id = %s AND state IN ('pending', 'running')) < %s
-ON CONFLICT (tenant_id, month) DO NOTHING
-RETURNING id
-"""
-
-
 def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Report | None:
-    """The new report, or None when the tenant is at its limit or the month has a report."""
+    """The new report, or None when the tenant is at its limit or the month has a report.
+
+    One statement: the INSERT checks the limit itself (billing.sql.REPORT_INSERT_UNDER_LIMIT).
+    """
     now = timezone.now()
     params = [
         tenant_id,
@@ -131,7 +121,7 @@ def _insert_report(*, tenant_id: int, month: date, user: Any, run: Any) -> Repor
         tenant_id,
         max_active_reports(),
     ]
-    rows = fetch_prepared(_INSERT_REPORT, params)
+    rows = fetch_prepared(sql.REPORT_INSERT_UNDER_LIMIT, params)
     if not rows:
         return None
     return Report(

@@ -5,6 +5,7 @@ Kept apart from settings.py so the rules can be unit-tested without reloading Dj
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,6 +219,25 @@ def embedded_database(data_dir: Path) -> dict[str, Any]:
             "timeout": 20,
         },
     }
+
+
+def ledger_database(database: dict[str, Any]) -> dict[str, Any] | None:
+    """DATABASES["ledger"] for the default database `database`: the same database under a
+    second alias, so that the payment ledger (billing.gateway.LedgerGateway) commits each charge
+    on a connection of its own, whatever the caller's transaction does. In tests it mirrors the
+    default: it uses the test database, and the test case flushes that once.
+
+    None for SQLite: a second connection cannot write while the caller's transaction holds the
+    file's write lock (taken at BEGIN, `transaction_mode` IMMEDIATE), and the charge is made
+    inside that transaction; there the ledger writes through the caller's connection.
+    """
+    if "sqlite" in str(database.get("ENGINE", "")):
+        return None
+    ledger = copy.deepcopy(database)
+    ledger["AUTOCOMMIT"] = True
+    ledger["ATOMIC_REQUESTS"] = False
+    ledger["TEST"] = {**(ledger.get("TEST") or {}), "MIRROR": "default"}
+    return ledger
 
 
 def broker_settings(broker_url: str | None, middleware: list[str]) -> dict[str, Any]:

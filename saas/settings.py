@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from saas.env import ConfigurationError, broker_settings, read_environment
+from saas.env import ConfigurationError, broker_settings, ledger_database, read_environment
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,15 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": ENV.database}
+# The payment ledger commits each charge on a connection of its own, like a remote provider
+# (docs/billing.md): the default database under a second alias. Not on SQLite, where it
+# writes through the caller's connection (see saas.env.ledger_database).
+_ledger = ledger_database(ENV.database)
+if _ledger is None:
+    BILLING_LEDGER_DATABASE = "default"
+else:
+    BILLING_LEDGER_DATABASE = "ledger"
+    DATABASES[BILLING_LEDGER_DATABASE] = _ledger
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if ENV.cache_url:

@@ -9,18 +9,11 @@ from typing import Any
 import pytest
 
 from billing import services
-from billing.gateway import LedgerGateway, close_ledger_connection
+from billing.gateway import LedgerGateway
 from billing.models import Plan, Subscription, Tenant
 from tests.processes import WORKER_READY, project_env, running, wait_for_log, worker_command
 
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _close_ledger_connection() -> Iterator[None]:
-    # The ledger's own connection would keep the test database open past the session.
-    yield
-    close_ledger_connection()
 
 
 @pytest.fixture

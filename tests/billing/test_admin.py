@@ -13,7 +13,8 @@ from billing.gateway import LedgerGateway
 from billing.models import Report, Tenant
 from tests.billing.conftest import subscribed_tenant
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# All aliases: the ledger gateway writes on its own (BILLING_LEDGER_DATABASE).
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 NOV_1 = date(2026, 11, 1)
 

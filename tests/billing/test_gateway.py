@@ -5,19 +5,19 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from billing.gateway import (
     GatewayTimeout,
     GatewayUnavailable,
     IdempotencyConflict,
     LedgerGateway,
-    close_ledger_connection,
     get_gateway,
 )
 from billing.models import LedgerCharge
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# All aliases: the ledger writes on its own (BILLING_LEDGER_DATABASE, a mirror of the default).
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 REQUEST = {"amount": 1_250, "currency": "EUR", "customer": "tenant:1", "description": "Invoice 1"}
 
@@ -97,7 +97,7 @@ def test_concurrent_requests_with_one_key_charge_once(gateway: LedgerGateway) ->
         except BaseException as exc:
             errors.append(exc)
         finally:
-            close_ledger_connection()
+            connections.close_all()  # this thread's connections, the ledger's included
 
     threads = [threading.Thread(target=request) for _ in range(10)]
     for thread in threads:

@@ -19,7 +19,8 @@ from billing.models import (
     Tenant,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# All aliases: the ledger gateway writes on its own (BILLING_LEDGER_DATABASE).
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 
 def snapshot() -> dict[str, list[tuple[object, ...]]]:

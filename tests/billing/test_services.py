@@ -7,14 +7,15 @@ from datetime import date
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connections, transaction
 
 from billing import services
-from billing.gateway import LedgerGateway, close_ledger_connection
+from billing.gateway import LedgerGateway
 from billing.models import Charge, Discrepancy, Invoice, LedgerCharge, Plan, Subscription
 from tests.billing.conftest import make_plan, make_tenant, subscribed_tenant
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# All aliases: the ledger gateway writes on its own (BILLING_LEDGER_DATABASE).
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 NOV_1 = date(2026, 11, 1)
 NOV_2 = date(2026, 11, 2)
@@ -185,8 +186,7 @@ def test_50_concurrent_duplicate_reconciliations_yield_one_invoice_and_one_charg
         except BaseException as exc:
             errors.append(exc)
         finally:
-            connection.close()
-            close_ledger_connection()
+            connections.close_all()  # this thread's, the ledger's included
 
     threads = [threading.Thread(target=reconcile) for _ in range(50)]
     for thread in threads:

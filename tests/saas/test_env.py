@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from saas.env import INSECURE_SECRET_KEY, ConfigurationError, broker_settings, read_environment
+from saas.env import (
+    INSECURE_SECRET_KEY,
+    ConfigurationError,
+    broker_settings,
+    ledger_database,
+    read_environment,
+)
 from tests.processes import manage_command
 
 STRONG_KEY = "k" * 50
@@ -50,6 +56,25 @@ def test_urls_select_postgres_and_redis(tmp_path: Path) -> None:
     assert broker["BROKER"] == "dramatiq.brokers.redis.RedisBroker"
     assert broker["OPTIONS"]["client"].connection_pool.connection_kwargs["db"] == 2
     assert broker["MIDDLEWARE"] == ["m"]
+
+
+def test_the_ledger_alias_is_the_default_database_in_autocommit_mirrored_in_tests(
+    tmp_path: Path,
+) -> None:
+    env = read_environment({"DATABASE_URL": "postgres://app:pw@db.internal:5433/saas"}, tmp_path)
+    ledger = ledger_database(env.database)
+    assert ledger is not None
+    same = ("ENGINE", "NAME", "HOST", "PORT", "USER", "PASSWORD", "OPTIONS", "CONN_MAX_AGE")
+    assert {k: ledger[k] for k in same} == {k: env.database[k] for k in same}
+    assert ledger["AUTOCOMMIT"] is True and ledger["ATOMIC_REQUESTS"] is False
+    assert ledger["TEST"]["MIRROR"] == "default"
+    ledger["OPTIONS"]["prepare_threshold"] = None
+    assert env.database["OPTIONS"]["prepare_threshold"] == 5, "a copy, not the same dict"
+
+
+def test_the_embedded_sqlite_default_has_no_ledger_alias(tmp_path: Path) -> None:
+    # A second SQLite connection would wait for the write lock of the transaction that charges.
+    assert ledger_database(read_environment({}, tmp_path).database) is None
 
 
 def test_broker_url_overrides_redis_url_for_rabbitmq(tmp_path: Path) -> None:
