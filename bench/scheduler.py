@@ -88,7 +88,7 @@ def prebuilt_messages(count: int) -> list:  # type: ignore[type-arg]
 def measure_raw_send(broker, count: int) -> float:  # type: ignore[no-untyped-def]
     """The baseline: what RedisBroker.enqueue does for each message (copy it with a fresh
     redis_message_id, encode it, call the dispatch script's "enqueue"), with every call in one
-    redis-py pipeline instead of a round trip each. Independent of jobs/dispatch.py, so that
+    redis-py pipeline instead of a round trip each. Independent of jobs/scheduling/sweep.py, so that
     the baseline does not move when the project's own send path does."""
     from uuid import uuid4
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from jobs.admin.lists import CappedCountPaginator
 from jobs.models import JobRun
-from tests.jobs.factories import make_schedule
 from tests.jobs.admin.support import OVERVIEW, RUNS, SCHEDULES, make_run
+from tests.jobs.factories import make_schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,8 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from jobs.models import Heartbeat, JobRun, Schedule
-from tests.jobs.factories import make_schedule
 from tests.jobs.admin.support import OVERVIEW, make_run, operator
+from tests.jobs.factories import make_schedule
 
 pytestmark = pytest.mark.django_db
 

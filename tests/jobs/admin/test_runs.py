@@ -15,7 +15,6 @@ from dramatiq.brokers.redis import RedisBroker
 
 from jobs.models import JobRun
 from tests.conftest import queued_message_ids
-from tests.jobs.factories import make_schedule
 from tests.jobs.admin.support import (
     RUNS,
     action,
@@ -24,6 +23,7 @@ from tests.jobs.admin.support import (
     messages_of,
     operator,
 )
+from tests.jobs.factories import make_schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,6 @@ from dramatiq.brokers.redis import RedisBroker
 
 from jobs.models import JobRun, Schedule
 from tests.conftest import queued_message_ids
-from tests.jobs.factories import make_schedule
 from tests.jobs.admin.support import (
     SCHEDULES,
     action,
@@ -22,6 +21,7 @@ from tests.jobs.admin.support import (
     messages_of,
     operator,
 )
+from tests.jobs.factories import make_schedule
 
 pytestmark = pytest.mark.django_db
 

@@ -13,8 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs.models import JobRun, Schedule
-from tests.jobs.factories import make_schedule
 from tests.jobs.admin.support import SCHEDULES, make_run
+from tests.jobs.factories import make_schedule
 
 pytestmark = pytest.mark.django_db
 
