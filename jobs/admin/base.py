@@ -59,3 +59,15 @@ def json_pre(value: Any) -> SafeString:
     if value is None:
         return format_html('<span class="jobs-quiet">{}</span>', "—")
     return pre_block(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+def action_buttons(
+    model_admin: Any, request: HttpRequest, buttons: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """The change form's action buttons (action name, label) this user may press, as the
+    change_form templates read them."""
+    allowed = model_admin.get_actions(request, action_location=ActionLocation.CHANGE_FORM)
+    return {
+        "jobs_buttons": [(name, label) for name, label in buttons if name in allowed],
+        "jobs_action_field": CHANGE_FORM_ACTION,
+    }

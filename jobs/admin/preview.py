@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +12,7 @@ from django.utils.safestring import SafeString
 from jobs.admin.describe import describe_timing
 from jobs.admin.forms import PreviewForm
 from jobs.admin.html import relative
-from jobs.models import JobRun, Schedule
+from jobs.models import Schedule
 from jobs.registry import registered_jobs
 from jobs.services import TIMING_FIELDS
 from jobs.timing import ScheduleError, Timing, dst_note, fire_times, normalize_cron, parse_timezone
@@ -22,9 +21,6 @@ if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
 
 
-logger = logging.getLogger(__name__)
-
-State = JobRun.State
 PREVIEW_COUNT = 10
 
 

@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin import ActionLocation
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
@@ -18,9 +17,9 @@ from django.utils.safestring import SafeString, mark_safe
 from jobs import services
 from jobs.admin.base import (
     BOTH,
-    CHANGE_FORM_ACTION,
     RETRYABLE_STATES,
     JobRunAdminBase,
+    action_buttons,
     admin_link,
     from_change_form,
     json_pre,
@@ -146,14 +145,12 @@ class JobRunAdmin(JobRunAdminBase):
         obj = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if obj is not None:
-            allowed = self.get_actions(request, action_location=ActionLocation.CHANGE_FORM)
             buttons = []
-            if obj.state in RETRYABLE_STATES and "retry_runs" in allowed:
+            if obj.state in RETRYABLE_STATES:
                 buttons.append(("retry_runs", "Retry"))
-            if obj.state in JobRun.ACTIVE_STATES and "cancel_runs" in allowed:
+            if obj.state in JobRun.ACTIVE_STATES:
                 buttons.append(("cancel_runs", "Cancel"))
-            extra["jobs_buttons"] = buttons
-            extra["jobs_action_field"] = CHANGE_FORM_ACTION
+            extra.update(action_buttons(self, request, buttons))
             extra["jobs_active"] = obj.state in JobRun.ACTIVE_STATES
         return super().change_view(request, object_id, form_url, extra)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin import ActionLocation
 from django.contrib.admin.views.main import ChangeList
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path, reverse
@@ -13,7 +12,12 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from jobs import services
-from jobs.admin.base import CHANGE_FORM_ACTION, RECENT_RUNS, SPARKLINE_RUNS, admin_link
+from jobs.admin.base import (
+    RECENT_RUNS,
+    SPARKLINE_RUNS,
+    action_buttons,
+    admin_link,
+)
 from jobs.admin.describe import describe_schedule
 from jobs.admin.forms import ScheduleForm
 from jobs.admin.html import seconds_text, sparkline, stamp, state_badge, when
@@ -165,7 +169,6 @@ class ScheduleAdmin(ScheduleActions):
         obj = self.get_object(request, object_id)
         extra = dict(extra_context or {})
         if obj is not None:
-            allowed = self.get_actions(request, action_location=ActionLocation.CHANGE_FORM)
             buttons = [
                 ("run_now", "Run now"),
                 ("resume_schedules", "Resume")
@@ -174,8 +177,7 @@ class ScheduleAdmin(ScheduleActions):
                 ("backfill", "Backfill…"),
                 ("duplicate_schedules", "Duplicate"),
             ]
-            extra["jobs_buttons"] = [(name, label) for name, label in buttons if name in allowed]
-            extra["jobs_action_field"] = CHANGE_FORM_ACTION
+            extra.update(action_buttons(self, request, buttons))
             if request.user.has_perm("jobs.view_jobrun"):
                 extra["jobs_runs_url"] = (
                     reverse("admin:jobs_jobrun_changelist") + f"?schedule={obj.pk}"

@@ -25,7 +25,6 @@ it if its owner dies. A new transition belongs here and there.
 from __future__ import annotations
 
 import json
-import logging
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -40,8 +39,6 @@ from jobs.conf import jobs_settings
 from jobs.db.bulk import insert_runs
 from jobs.db.connection import db_uuid, execute, execute_returning, no_flush_wait
 from jobs.models import JobRun
-
-logger = logging.getLogger(__name__)
 
 State = JobRun.State
 

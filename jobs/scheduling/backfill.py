@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,8 +17,6 @@ from jobs.registry import get_job
 from jobs.runs import transitions
 from jobs.runs.send import send_runs
 from jobs.timing import ScheduleError, fire_times
-
-logger = logging.getLogger(__name__)
 
 State = JobRun.State
 

@@ -6,7 +6,6 @@ expired and whose run was taken over can neither record an outcome nor report pr
 
 from __future__ import annotations
 
-import logging
 import threading
 import uuid
 from dataclasses import dataclass
@@ -16,8 +15,6 @@ from django.db import connection
 
 from jobs.errors import Cancelled, LeaseLost
 from jobs.health import process_name
-
-logger = logging.getLogger(__name__)
 
 _local = threading.local()
 
